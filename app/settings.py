@@ -1,0 +1,110 @@
+"""Service settings, read from the environment and `.env` (names follow whisperX-FastAPI)."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Device = Literal["cuda", "cpu"]
+ComputeType = Literal["float16", "float32", "int8", "int8_float16", "int8_float32", "default"]
+StageChoice = Literal["auto", "production", "offline"]
+
+
+def cuda_available() -> bool:
+    """True when a CUDA device can be used; checked without importing torch where possible."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", use_attribute_docstrings=True, frozen=False
+    )
+
+    whisper_model: str = "base"
+    """Default ASR model. `base` is multilingual (99 languages, language detection) and ships in
+    registry packages, so it runs offline; `tiny.en` is the fast English-only choice."""
+    default_lang: str | None = None
+    """Default language (ISO 639-1). Empty or `auto`: detect it from the audio."""
+    device: Device | None = None
+    """`cuda` or `cpu`. Empty: CUDA when available, else CPU."""
+    compute_type: ComputeType | None = None
+    """CTranslate2 compute type. Empty: `float16` on CUDA, `int8` on CPU."""
+    db_url: str = "sqlite:///records.db"
+    """SQLAlchemy database URL; SQLite runs in WAL mode."""
+    hf_token: str | None = None
+    """Hugging Face token for the gated pyannote diarization pipeline (production diarizer)."""
+    log_level: str = "INFO"
+    """Log level of the service's loggers."""
+    environment: str = "production"
+    """Free-form deployment name (`production`, `development`, …), reported by /health."""
+    dev: bool = False
+    """Development mode: auto-reload and debug logging when started with `make run`."""
+    filter_warning: bool = True
+    """Silence the noisy deprecation warnings of the ML libraries in the logs."""
+
+    host: str = "127.0.0.1"
+    """Address `make run` binds to."""
+    port: int = 8000
+    """Port `make run` binds to."""
+    max_concurrent_tasks: int = Field(default=1, ge=1, le=64)
+    """Pipelines that run at once; the rest wait as `queued`. One per GPU; on a CPU host each
+    pipeline already uses every core, so 1 is right for small machines."""
+    media_dir: Path = Path("media")
+    """Where uploads and downloads are stored while their task runs (deleted when it ends)."""
+    model_dir: Path = Path("models")
+    """Local model folders (`<model_dir>/<name>/model.bin`) and where bundled models are unpacked."""
+    hub_allowed: bool = True
+    """Allow downloads from the Hugging Face hub when a model is not available locally. Also
+    off when `HF_HUB_OFFLINE=1` or the hub cannot be reached within two seconds."""
+    aligner: StageChoice = "auto"
+    """Word aligner: `production` (whisperX wav2vec2, needs the hub or a local model),
+    `offline` (bundled models only), or `auto` (production when it loads, else offline)."""
+    diarizer: StageChoice = "auto"
+    """Speaker diarizer: `production` (pyannote's gated pipeline, needs HF_TOKEN and the hub),
+    `offline` (bundled weights), or `auto` (production when it loads, else offline)."""
+    diarization_model: str = "pyannote/speaker-diarization-community-1"
+    """pyannote pipeline used by the production diarizer (a hub name or a local config.yaml)."""
+    cpu_threads: int = Field(default=0, ge=0)
+    """Threads per model on CPU; 0 = every core."""
+    preload_models: bool = False
+    """Load the default ASR model at start-up instead of on the first task."""
+    model_idle_seconds: int = Field(default=0, ge=0)
+    """Release a model after this many seconds unused; 0 keeps models loaded."""
+    max_upload_mb: int = Field(default=1024, ge=1)
+    """Largest accepted upload or download, in MiB (413 beyond it)."""
+    max_audio_seconds: int = Field(default=4 * 3600, ge=1)
+    """Longest accepted audio, in seconds; longer tasks fail with a clear reason."""
+    download_timeout_seconds: float = Field(default=300, gt=0)
+    """Time allowed to download a file given by URL."""
+    callback_timeout_seconds: float = Field(default=10, gt=0)
+    """Time allowed for one webhook delivery."""
+    allow_private_urls: bool = False
+    """Let URL input and webhooks reach private/loopback addresses (tests and trusted networks)."""
+
+    @field_validator("default_lang", mode="before")
+    @classmethod
+    def _auto_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_device(self) -> Settings:
+        if self.device is None:
+            self.device = "cuda" if cuda_available() else "cpu"
+        if self.compute_type is None:
+            self.compute_type = "float16" if self.device == "cuda" else "int8"
+        return self
+
+    @cached_property
+    def database_is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
