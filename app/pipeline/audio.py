@@ -1,0 +1,76 @@
+"""Decode any audio or video file to 16 kHz mono float32 with ffmpeg, judged by content."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from app.pipeline.types import SAMPLE_RATE
+
+
+class AudioError(ValueError):
+    """The input cannot be used as audio; the message is meant for the user."""
+
+
+def _ffmpeg() -> str:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise RuntimeError("ffmpeg is not installed: run `make install` (apt-get install ffmpeg)")
+    return exe
+
+
+def probe_duration(path: Path, timeout: float = 30) -> float | None:
+    """Duration in seconds from the container header, or None when it does not say."""
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "-v", "error", "-show_entries", "format=duration:stream=codec_type",
+             "-of", "json", str(path)],
+            capture_output=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        info = json.loads(out.stdout or b"{}")
+    except (subprocess.TimeoutExpired, json.JSONDecodeError):
+        return None
+    if not any(s.get("codec_type") == "audio" for s in info.get("streams", [])):
+        raise AudioError("The file has no audio stream: upload an audio file or a video with sound.")
+    try:
+        return float(info["format"]["duration"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def decode_audio(path: Path, max_seconds: float | None = None, timeout: float = 600) -> np.ndarray:
+    """Decode the first audio stream of `path` (any container ffmpeg reads; video keeps only its
+    sound) to mono float32 samples at 16 kHz. Raises AudioError with a readable reason."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise AudioError("The file is empty: upload a file that contains audio.")
+    cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-threads", "0", "-i", str(path), "-map", "0:a:0",
+           "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le"]  # fmt: skip
+    if max_seconds is not None:
+        # read one second past the limit so "too long" can be told apart from "exactly the limit"
+        cmd += ["-t", str(max_seconds + 1)]
+    cmd.append("-")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise AudioError(f"Decoding the file took longer than {timeout:.0f} s; it may be corrupt.") from exc
+    if proc.returncode != 0:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()
+        detail = reason[-1] if reason else "unknown error"
+        if "matches no streams" in detail:
+            raise AudioError("The file has no audio stream: upload an audio file or a video with sound.")
+        raise AudioError(f"The file could not be decoded as audio or video ({detail}).")
+    audio = np.frombuffer(proc.stdout, dtype=np.float32)
+    if audio.size == 0:
+        raise AudioError("The file contains no audio samples.")
+    if max_seconds is not None and audio.size > max_seconds * SAMPLE_RATE:
+        raise AudioError(
+            f"The audio is longer than the limit of {max_seconds:.0f} s (MAX_AUDIO_SECONDS)."
+        )
+    return audio.copy()  # frombuffer gives a read-only view; stages may write

@@ -1,0 +1,76 @@
+"""Fixtures shared by every test: real speech from pyannote-audio, and per-test settings."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never wait on a hub that is not there
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_DIR = REPO / "models"  # bundled models are unpacked here once and shared by tests
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """pyannote-audio's sample: 30 s telephone call, two speakers, with reference turns/words."""
+    return Path(str(resources.files("pyannote.audio") / "sample"))
+
+
+@pytest.fixture(scope="session")
+def sample_wav(sample_dir: Path) -> Path:
+    return sample_dir / "sample.wav"
+
+
+@pytest.fixture(scope="session")
+def sample_audio(sample_wav: Path) -> np.ndarray:
+    from app.pipeline.audio import decode_audio
+
+    return decode_audio(sample_wav)
+
+
+@pytest.fixture(scope="session")
+def sample_turns(sample_dir: Path) -> list[tuple[float, float, str]]:
+    """Reference speaker turns (start, end, speaker) from sample.rttm."""
+    turns = []
+    for line in (sample_dir / "sample.rttm").read_text().splitlines():
+        f = line.split()
+        turns.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
+    return turns
+
+
+@pytest.fixture(scope="session")
+def sample_reference(sample_dir: Path) -> list[tuple[float, float, str, str]]:
+    """Reference utterances (start, end, speaker, text) from sample.stm."""
+    rows = []
+    for line in (sample_dir / "sample.stm").read_text().splitlines():
+        f = line.split(maxsplit=5)
+        rows.append((float(f[3]), float(f[4]), f[2], f[5] if len(f) > 5 else ""))
+    return rows
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    from app.settings import Settings
+
+    return Settings(
+        _env_file=None,
+        db_url=f"sqlite:///{tmp_path / 'test.db'}",
+        media_dir=tmp_path / "media",
+        model_dir=MODEL_DIR,
+        device="cpu",
+        compute_type="int8",
+        hub_allowed=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def model_cache():
+    """One model cache for the whole run, so each real model loads once."""
+    from app.pipeline.models import ModelCache
+
+    return ModelCache()
