@@ -30,15 +30,27 @@ def probe_duration(path: Path, timeout: float = 30) -> float | None:
         return None
     try:
         out = subprocess.run(
-            [exe, "-v", "error", "-show_entries", "format=duration:stream=codec_type",
-             "-of", "json", str(path)],
-            capture_output=True, timeout=timeout, check=False,
-        )  # fmt: skip
+            [
+                exe,
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration:stream=codec_type",
+                "-of",
+                "json",
+                str(path),
+            ],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
         info = json.loads(out.stdout or b"{}")
     except (subprocess.TimeoutExpired, json.JSONDecodeError):
         return None
     if not any(s.get("codec_type") == "audio" for s in info.get("streams", [])):
-        raise AudioError("The file has no audio stream: upload an audio file or a video with sound.")
+        raise AudioError(
+            "The file has no audio stream: upload an audio file or a video with sound."
+        )
     try:
         return float(info["format"]["duration"])
     except (KeyError, TypeError, ValueError):
@@ -50,8 +62,25 @@ def decode_audio(path: Path, max_seconds: float | None = None, timeout: float = 
     sound) to mono float32 samples at 16 kHz. Raises AudioError with a readable reason."""
     if not path.is_file() or path.stat().st_size == 0:
         raise AudioError("The file is empty: upload a file that contains audio.")
-    cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-threads", "0", "-i", str(path), "-map", "0:a:0",
-           "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le"]  # fmt: skip
+    cmd = [
+        _ffmpeg(),
+        "-nostdin",
+        "-v",
+        "error",
+        "-threads",
+        "0",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-f",
+        "f32le",
+    ]
     if max_seconds is not None:
         # read one second past the limit so "too long" can be told apart from "exactly the limit"
         cmd += ["-t", str(max_seconds + 1)]
@@ -59,12 +88,16 @@ def decode_audio(path: Path, max_seconds: float | None = None, timeout: float = 
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise AudioError(f"Decoding the file took longer than {timeout:.0f} s; it may be corrupt.") from exc
+        raise AudioError(
+            f"Decoding the file took longer than {timeout:.0f} s; it may be corrupt."
+        ) from exc
     if proc.returncode != 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines()
         detail = reason[-1] if reason else "unknown error"
         if "matches no streams" in detail:
-            raise AudioError("The file has no audio stream: upload an audio file or a video with sound.")
+            raise AudioError(
+                "The file has no audio stream: upload an audio file or a video with sound."
+            )
         raise AudioError(f"The file could not be decoded as audio or video ({detail}).")
     audio = np.frombuffer(proc.stdout, dtype=np.float32)
     if audio.size == 0:

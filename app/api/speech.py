@@ -1,0 +1,92 @@
+"""The full pipeline: POST /speech-to-text (upload) and /speech-to-text-url (download)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from app.api.deps import QueueDep, SettingsDep, StoreDep
+from app.api.media import download, save_upload
+from app.api.schemas import AlignDep, AsrDep, DiarizeDep, ModelDep, Response, VadDep
+from app.errors import ERROR_RESPONSES
+from app.store.models import TaskType
+
+router = APIRouter(tags=["Speech-2-Text"], responses=ERROR_RESPONSES)
+
+CallbackDep = Annotated[
+    str | None,
+    Query(description="URL the finished task is POSTed to (the body of GET /task/{identifier})."),
+]
+
+
+@router.post("/speech-to-text", response_model=Response)
+def speech_to_text(
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    model: ModelDep,
+    asr: AsrDep,
+    vad: VadDep,
+    alignment: AlignDep,
+    diarization: DiarizeDep,
+    file: Annotated[UploadFile, File(description="Audio or video file (judged by content).")],
+    callback_url: CallbackDep = None,
+) -> Response:
+    """Transcribe, align and diarize an uploaded file. Answers at once with the task's
+    identifier; poll `GET /task/{identifier}` (or wait for the callback) for the result."""
+    path, name, duration = save_upload(file, settings)
+    params = {
+        "model": model.model_dump(),
+        "asr": asr,
+        "vad": vad,
+        "alignment": alignment,
+        "diarization": diarization,
+    }
+    task = store.create(
+        TaskType.full_process,
+        task_params=params,
+        file_name=name,
+        input_path=str(path),
+        callback_url=callback_url,
+        language=model.language,
+        audio_duration=duration,
+    )
+    queue.submit(task.identifier)
+    return Response(identifier=task.identifier)
+
+
+@router.post("/speech-to-text-url", response_model=Response)
+def speech_to_text_url(
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    model: ModelDep,
+    asr: AsrDep,
+    vad: VadDep,
+    alignment: AlignDep,
+    diarization: DiarizeDep,
+    url: Annotated[str, Form(description="http(s) address of an audio or video file.")],
+    callback_url: CallbackDep = None,
+) -> Response:
+    """Like /speech-to-text, with the file downloaded by the server from `url`."""
+    path, name, duration = download(url, settings)
+    params = {
+        "model": model.model_dump(),
+        "asr": asr,
+        "vad": vad,
+        "alignment": alignment,
+        "diarization": diarization,
+    }
+    task = store.create(
+        TaskType.full_process,
+        task_params=params,
+        file_name=name,
+        url=url,
+        input_path=str(path),
+        callback_url=callback_url,
+        language=model.language,
+        audio_duration=duration,
+    )
+    queue.submit(task.identifier)
+    return Response(identifier=task.identifier)

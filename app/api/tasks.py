@@ -1,0 +1,53 @@
+"""Task listing, lookup and deletion."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import StoreDep
+from app.api.schemas import DeleteResponse, TaskList, TaskResult, task_result, task_summary
+from app.errors import ERROR_RESPONSES, task_not_found
+from app.store.models import TaskStatus, TaskType
+
+router = APIRouter(prefix="/task", tags=["Tasks Management"], responses=ERROR_RESPONSES)
+
+
+@router.get("/all", response_model=TaskList)
+def list_tasks(
+    store: StoreDep,
+    limit: Annotated[
+        int | None, Query(ge=1, le=1000, description="At most this many tasks.")
+    ] = None,
+    offset: Annotated[int, Query(ge=0, description="Skip this many (newest first).")] = 0,
+    status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
+    task_type: Annotated[TaskType | None, Query(description="Only tasks of this type.")] = None,
+) -> TaskList:
+    """Every task, newest first, with `total` = how many match the filters."""
+    tasks, total = store.list(limit=limit, offset=offset, status=status, task_type=task_type)
+    return TaskList(tasks=[task_summary(t) for t in tasks], total=total)
+
+
+@router.get("/{identifier}", response_model=TaskResult)
+def get_task(identifier: str, store: StoreDep) -> TaskResult:
+    """Status, result (once completed), error (once failed) and metadata of one task,
+    including its stage, progress, queue position and how it was processed."""
+    task = store.get(identifier)
+    if task is None:
+        raise task_not_found(identifier)
+    return task_result(task, store.queue_position(task))
+
+
+@router.delete("/{identifier}/delete", response_model=DeleteResponse)
+@router.delete("/{identifier}", response_model=DeleteResponse)
+def delete_task(identifier: str, store: StoreDep) -> DeleteResponse:
+    """Delete a task and its stored input."""
+    task = store.delete(identifier)
+    if task is None:
+        raise task_not_found(identifier)
+    if task.input_path:
+        from pathlib import Path
+
+        Path(task.input_path).unlink(missing_ok=True)
+    return DeleteResponse(identifier=identifier)

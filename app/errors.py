@@ -1,0 +1,82 @@
+"""The one error envelope every error we raise uses, and the handlers that produce it."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    """Stable machine-readable name, e.g. `TASK_NOT_FOUND`, `UNSUPPORTED_MEDIA`."""
+    message: str
+    """What went wrong and what to do about it."""
+
+
+class ErrorResponse(BaseModel):
+    """Every error the service raises (FastAPI's own 422 list is kept for request validation)."""
+
+    error: ErrorBody
+    detail: str
+    """The message again, for clients that read FastAPI's usual `detail` string."""
+
+
+class ServiceError(Exception):
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code, self.code, self.message = status_code, code, message
+
+
+def task_not_found(identifier: str) -> ServiceError:
+    return ServiceError(404, "TASK_NOT_FOUND", f"Task {identifier} was not found.")
+
+
+def envelope(
+    status_code: int, code: str, message: str, headers: dict | None = None
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message), detail=message)
+    return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
+
+
+HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA",
+    429: "TOO_MANY_REQUESTS",
+    503: "UNAVAILABLE",
+}
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    code: {"model": ErrorResponse, "description": name.replace("_", " ").capitalize()}
+    for code, name in HTTP_CODES.items()
+    if code in (400, 404, 413, 415)
+}
+"""OpenAPI documentation of the envelope, attached to every router."""
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return envelope(exc.status_code, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        code = HTTP_CODES.get(exc.status_code, "ERROR")
+        return envelope(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return envelope(500, "INTERNAL_ERROR", "Internal server error; the log has the details.")

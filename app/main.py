@@ -1,0 +1,86 @@
+"""create_app(settings): the FastAPI application, with its store, models and workers."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from app import errors
+from app.api import health, services, speech, tasks
+from app.pipeline.models import ModelCache
+from app.settings import Settings
+from app.store.db import make_engine
+from app.store.tasks import TaskStore
+from app.worker.job import Runtime
+from app.worker.local import LocalQueue
+
+DESCRIPTION = """Speech to text with word-level timings and speakers (whisperX), as a REST
+service. Submit audio or video, get a task `identifier`, poll `GET /task/{identifier}` or
+receive a callback. Drop-in compatible with whisperX-FastAPI."""
+
+log = logging.getLogger("app")
+
+
+def _configure_logging(settings: Settings) -> None:
+    level = "DEBUG" if settings.dev else settings.log_level.upper()
+    logging.getLogger("app").setLevel(level)
+    if settings.filter_warning:
+        for module in (
+            "pyannote",
+            "torchaudio",
+            "speechbrain",
+            "lightning",
+            "pytorch_lightning",
+            "torch",
+            "transformers",
+            "whisperx",
+            "pkg_resources",
+            "resemblyzer",
+        ):
+            warnings.filterwarnings("ignore", module=module)
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*torchcodec.*")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    _configure_logging(settings)
+    store = TaskStore(make_engine(settings.db_url))
+    cache = ModelCache(settings.model_idle_seconds)
+    runtime = Runtime(settings=settings, store=store, cache=cache)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.media_dir.mkdir(parents=True, exist_ok=True)
+        store.create_schema()
+        queue = LocalQueue(runtime, settings.max_concurrent_tasks)
+        app.state.queue = queue
+        queue.start()
+        if settings.preload_models:
+            await run_in_threadpool(_preload, runtime)
+        yield
+        queue.stop()
+        store.engine.dispose()
+
+    app = FastAPI(
+        title="whisperX REST service", description=DESCRIPTION, version="1.0.0", lifespan=lifespan
+    )
+    app.state.settings, app.state.store, app.state.cache = settings, store, cache
+    app.state.runtime = runtime
+    errors.install(app)
+    for module in (speech, services, tasks, health):
+        app.include_router(module.router)
+    return app
+
+
+def _preload(runtime: Runtime) -> None:
+    from app.pipeline.transcribe import load_pipeline
+
+    s = runtime.settings
+    assert s.device is not None and s.compute_type is not None
+    load_pipeline(runtime.cache, s, s.whisper_model, s.device, s.compute_type)
+    log.info("preloaded %s", s.whisper_model)

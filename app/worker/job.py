@@ -1,0 +1,131 @@
+"""run_task(identifier): the one entry point that turns a queued task into a result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.pipeline.audio import AudioError, decode_audio
+from app.pipeline.models import ModelCache, ModelUnavailable
+from app.pipeline.run import Stages, full_process
+from app.pipeline.types import SAMPLE_RATE
+from app.settings import Settings
+from app.store.models import Task, TaskType
+from app.store.tasks import TaskStore
+
+log = logging.getLogger(__name__)
+
+NEEDS_AUDIO = {
+    TaskType.full_process,
+    TaskType.transcription,
+    TaskType.transcription_alignment,
+    TaskType.diarization,
+}
+
+
+@dataclass
+class Runtime:
+    """What a worker needs: built once at start-up, shared by every task."""
+
+    settings: Settings
+    store: TaskStore
+    cache: ModelCache
+
+
+class _Reporter:
+    """Writes progress to the task row, at most twice a second or on a stage change."""
+
+    def __init__(self, store: TaskStore, identifier: str) -> None:
+        self.store, self.identifier = store, identifier
+        self._stage, self._last = "", 0.0
+
+    def __call__(self, stage: str, percent: float) -> None:
+        now = time.monotonic()
+        if stage != self._stage or now - self._last >= 0.5 or percent >= 100:
+            self._stage, self._last = stage, now
+            self.store.progress(self.identifier, stage, percent)
+
+
+def _run(task: Task, stages: Stages, runtime: Runtime) -> tuple[Any, str | None]:
+    """The stages for the task's type; returns (result, language)."""
+    params, inputs = task.task_params, task.inputs or {}
+    audio = None
+    if task.task_type in NEEDS_AUDIO:
+        stages.report("decoding", 0.0)
+        assert task.input_path is not None
+        audio = decode_audio(Path(task.input_path), runtime.settings.max_audio_seconds)
+        runtime.store.progress(
+            task.identifier, "decoding", 0.0, audio_duration=round(audio.size / SAMPLE_RATE, 3)
+        )
+    if task.task_type == TaskType.full_process:
+        result = full_process(stages, audio, params)
+        return result, result["language"]
+    if task.task_type == TaskType.transcription:
+        transcript = stages.transcribe(audio, params["model"], params["asr"], params["vad"])
+        return transcript, transcript["language"]
+    if task.task_type == TaskType.transcription_alignment:
+        transcript = inputs["transcript"]
+        aligned = stages.align(transcript, audio, params["alignment"], transcript["language"])
+        return aligned, transcript["language"]
+    if task.task_type == TaskType.diarization:
+        return stages.diarize(audio, params["diarization"]), None
+    combined = stages.combine(inputs["aligned_transcript"], inputs["diarization_result"])
+    return combined, combined.get("language")
+
+
+def run_task(identifier: str, runtime: Runtime) -> bool:
+    """Claim, run and finish (or fail) one task; returns False if it was not claimable."""
+    store = runtime.store
+    if not store.claim(identifier):
+        return False
+    task = store.get(identifier)
+    assert task is not None
+    stages = Stages(task.task_type, runtime.settings, runtime.cache, _Reporter(store, identifier))
+    try:
+        result, language = _run(task, stages, runtime)
+    except (AudioError, ModelUnavailable, ValueError) as exc:
+        store.fail(identifier, str(exc), stages.info)
+    except Exception as exc:
+        log.exception("task %s failed", identifier)
+        store.fail(identifier, f"Internal error: {type(exc).__name__}: {exc}", stages.info)
+    else:
+        store.finish(identifier, result, stages.info, language=language or task.language)
+    finally:
+        if task.input_path:
+            Path(task.input_path).unlink(missing_ok=True)
+    if task.callback_url:
+        deliver_callback(identifier, runtime)
+    return True
+
+
+def deliver_callback(identifier: str, runtime: Runtime, attempts: int = 3) -> None:
+    """POST the finished task (the body of GET /task/{identifier}) to its callback URL, with
+    retries and backoff; the outcome is stored on the task."""
+    from app.api.schemas import task_result
+
+    task = runtime.store.get(identifier)
+    if task is None or not task.callback_url:
+        return
+    body = task_result(task).model_dump(mode="json")
+    outcome: dict[str, Any] = {"status": "failed", "attempts": 0, "error": None}
+    for attempt in range(1, attempts + 1):
+        outcome["attempts"] = attempt
+        try:
+            response = httpx.post(
+                task.callback_url, json=body, timeout=runtime.settings.callback_timeout_seconds
+            )
+            outcome["status_code"] = response.status_code
+            if response.is_success:
+                outcome.update(status="delivered", error=None)
+                break
+            outcome["error"] = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            outcome["error"] = type(exc).__name__
+        if attempt < attempts:
+            time.sleep(2 ** (attempt - 1))
+    runtime.store.set_webhook(identifier, outcome)

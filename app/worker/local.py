@@ -1,0 +1,64 @@
+"""In-process worker pool: MAX_CONCURRENT_TASKS threads taking task ids from a queue."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+
+from app.store.models import TaskStatus
+from app.worker.job import NEEDS_AUDIO, Runtime, run_task
+
+log = logging.getLogger(__name__)
+
+
+class LocalQueue:
+    def __init__(self, runtime: Runtime, workers: int) -> None:
+        self.runtime = runtime
+        self._ids: queue.Queue[str | None] = queue.Queue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"worker-{n}", daemon=True)
+            for n in range(workers)
+        ]
+
+    def submit(self, identifier: str) -> None:
+        self._ids.put(identifier)
+
+    def start(self) -> None:
+        self.recover()
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for _ in self._threads:
+            self._ids.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def recover(self) -> None:
+        """Re-queue what a previous run left unfinished, from its stored input; fail what
+        cannot be re-run. The task row is the source of truth, not the lost in-memory queue."""
+        store = self.runtime.store
+        for task in store.unfinished():
+            missing = task.task_type in NEEDS_AUDIO and not (
+                task.input_path and Path(task.input_path).is_file()
+            )
+            if missing:
+                store.fail(
+                    task.identifier, "interrupted: the service restarted and the input file is gone"
+                )
+                continue
+            if task.status == TaskStatus.processing:
+                store.requeue(task.identifier)
+            log.info("re-queued task %s after restart", task.identifier)
+            self.submit(task.identifier)
+
+    def _work(self) -> None:
+        while (identifier := self._ids.get()) is not None:
+            try:
+                run_task(identifier, self.runtime)
+            except Exception:  # a worker thread must survive anything one task does
+                log.exception("worker crashed on task %s", identifier)
+            finally:
+                self.runtime.cache.release_idle()
