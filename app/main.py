@@ -46,11 +46,12 @@ def _configure_logging(settings: Settings) -> None:
         warnings.filterwarnings("ignore", category=UserWarning, message=".*torchcodec.*")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, cache: ModelCache | None = None) -> FastAPI:
+    """The application; `cache` lets several apps (tests) share loaded models."""
     settings = settings or Settings()
     _configure_logging(settings)
     store = TaskStore(make_engine(settings.db_url))
-    cache = ModelCache(settings.model_idle_seconds)
+    cache = cache or ModelCache(settings.model_idle_seconds)
     runtime = Runtime(settings=settings, store=store, cache=cache)
 
     @asynccontextmanager

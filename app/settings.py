@@ -26,7 +26,7 @@ def cuda_available() -> bool:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", use_attribute_docstrings=True, frozen=False
+        env_file=".env", extra="ignore", use_attribute_docstrings=True, env_ignore_empty=True
     )
 
     whisper_model: str = "base"

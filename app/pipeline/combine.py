@@ -35,12 +35,30 @@ def speaker_for(start: float, end: float, turns: Sequence[SpeakerTurn]) -> str |
     return _nearest(start, end, turns)
 
 
+def _fill_untimed(words: list[Word], fallback: str) -> None:
+    previous: str | None = None
+    pending: list[Word] = []
+    for word in words:
+        if "speaker" in word:
+            previous = word["speaker"]
+            for waiting in pending:
+                waiting["speaker"] = previous
+            pending = []
+        elif previous is not None:
+            word["speaker"] = previous
+        else:
+            pending.append(word)
+    for waiting in pending:
+        waiting["speaker"] = fallback
+
+
 def assign_speakers(
     transcript: AlignedTranscript, turns: Sequence[SpeakerTurn]
 ) -> AlignedTranscript:
     """A copy of `transcript` with `speaker` on each timed word and each segment. A segment's
     speaker is whoever said most of its timed words (by duration), else whoever spoke most over
-    its span; untimed words take their segment's speaker. No speech turns: returned unchanged."""
+    its span; an untimed word takes the speaker of the timed word before it (else after it,
+    else the segment's). No speech turns: returned unchanged."""
     segments: list[Segment] = []
     word_segments: list[Word] = []
     for seg in transcript["segments"]:
@@ -63,8 +81,7 @@ def assign_speakers(
             )
             if seg_speaker is not None:
                 new_seg["speaker"] = seg_speaker
-                for word in words:
-                    word.setdefault("speaker", seg_speaker)
+                _fill_untimed(words, seg_speaker)
         if "words" in seg:
             new_seg["words"] = words
         segments.append(new_seg)

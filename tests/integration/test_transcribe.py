@@ -1,0 +1,67 @@
+"""Transcription with the real bundled models on real and synthetic speech."""
+
+import pytest
+
+from app.pipeline.audio import decode_audio
+from app.pipeline.transcribe import transcribe
+from tests.speech import say, wer
+
+
+def run(audio, settings, cache, **kwargs):
+    options = {"model": "base", "language": None, "device": "cpu", "compute_type": "int8"} | kwargs
+    return transcribe(audio, cache=cache, settings=settings, **options)
+
+
+def test_base_transcribes_the_two_speaker_call_and_detects_english(
+    sample_audio, sample_reference, settings, model_cache
+):
+    progress = []
+    transcript, info = run(sample_audio, settings, model_cache, progress=progress.append)
+    text = " ".join(s["text"] for s in transcript["segments"])
+    reference = " ".join(r[3] for r in sample_reference)
+    assert wer(reference, text) < 0.35
+    assert "chicago" in text.lower() and "new jersey" in text.lower()
+    assert transcript["language"] == "en" and info["language_probability"] > 0.9
+    assert info["language_candidates"][0]["language"] == "en"
+    assert (info["model"], info["model_source"], info["device"]) == ("base", "bundled", "cpu")
+    assert progress and progress[-1] == 100
+    for seg in transcript["segments"]:
+        assert 0 <= seg["start"] < seg["end"] <= 30.1
+
+
+def test_tiny_en_is_served_from_its_package(sample_audio, sample_reference, settings, model_cache):
+    transcript, info = run(sample_audio, settings, model_cache, model="tiny.en")
+    text = " ".join(s["text"] for s in transcript["segments"])
+    assert wer(" ".join(r[3] for r in sample_reference), text) < 0.4
+    assert transcript["language"] == "en" and info["model_source"] == "bundled"
+
+
+def test_an_english_only_model_refuses_another_language(sample_audio, settings, model_cache):
+    with pytest.raises(ValueError, match="English-only"):
+        run(sample_audio, settings, model_cache, model="tiny.en", language="de")
+
+
+def test_german_speech_is_detected_and_transcribed(tmp_path, settings, model_cache):
+    text = "Guten Morgen. Heute ist das Wetter schön und wir gehen in den Park."
+    audio = decode_audio(say(text, tmp_path / "de.wav", voice="de"))
+    transcript, info = run(audio, settings, model_cache)
+    assert transcript["language"] == "de"
+    heard = " ".join(s["text"] for s in transcript["segments"]).lower()
+    assert "morgen" in heard and "park" in heard
+
+
+def test_translate_gives_english_text(tmp_path, settings, model_cache):
+    audio = decode_audio(
+        say("Guten Morgen. Heute ist das Wetter schön.", tmp_path / "de.wav", voice="de")
+    )
+    transcript, _ = run(audio, settings, model_cache, language="de", task="translate")
+    heard = " ".join(s["text"] for s in transcript["segments"]).lower()
+    assert "morning" in heard or "weather" in heard
+    assert transcript["language"] == "de"  # the language of the speech
+
+
+def test_silence_gives_no_segments_and_no_error(settings, model_cache):
+    import numpy as np
+
+    transcript, _ = run(np.zeros(16000 * 3, dtype=np.float32), settings, model_cache, language="en")
+    assert transcript["segments"] == []

@@ -1,0 +1,44 @@
+from app.settings import Settings
+
+
+def test_cpu_host_defaults_need_no_options(monkeypatch):
+    monkeypatch.setattr("app.settings.cuda_available", lambda: False)
+    s = Settings(_env_file=None)
+    assert (s.device, s.compute_type) == ("cpu", "int8")
+    assert s.whisper_model == "base"  # multilingual and bundled
+    assert s.default_lang is None
+
+
+def test_cuda_host_defaults_to_float16(monkeypatch):
+    monkeypatch.setattr("app.settings.cuda_available", lambda: True)
+    s = Settings(_env_file=None)
+    assert (s.device, s.compute_type) == ("cuda", "float16")
+
+
+def test_environment_names_follow_the_seed(monkeypatch):
+    monkeypatch.setenv("WHISPER_MODEL", "tiny.en")
+    monkeypatch.setenv("DEFAULT_LANG", "de")
+    monkeypatch.setenv("DEVICE", "cpu")
+    monkeypatch.setenv("COMPUTE_TYPE", "float32")
+    monkeypatch.setenv("DB_URL", "sqlite:///x.db")
+    s = Settings(_env_file=None)
+    assert (s.whisper_model, s.default_lang, s.device, s.compute_type, s.db_url) == (
+        "tiny.en",
+        "de",
+        "cpu",
+        "float32",
+        "sqlite:///x.db",
+    )
+
+
+def test_empty_or_auto_values_mean_the_default(monkeypatch):
+    monkeypatch.setenv("DEVICE", "")
+    monkeypatch.setenv("DEFAULT_LANG", "auto")
+    monkeypatch.setattr("app.settings.cuda_available", lambda: False)
+    s = Settings(_env_file=None)
+    assert s.device == "cpu" and s.default_lang is None
+
+
+def test_every_setting_is_documented():
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"{name} has no docstring"
