@@ -10,7 +10,9 @@ from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, RootModel
 
-from app.pipeline.models import WHISPER_MODELS
+from app.errors import ServiceError
+from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
+from app.settings import cuda_available
 from app.store.models import Task, TaskStatus, TaskType
 from app.store.tasks import as_utc
 
@@ -121,6 +123,17 @@ def model_params(
             f"model '{name}' is English-only; use a multilingual model for language '{language}'",
             language,
         )
+    device = device or settings.device
+    if device == "cuda" and settings.device != "cuda" and not cuda_available():
+        raise ServiceError(
+            400,
+            "DEVICE_UNAVAILABLE",
+            "CUDA is not available on this host: use device=cpu or leave it out.",
+        )
+    try:
+        resolve_whisper_model(name, settings.model_dir, settings.hub_allowed)
+    except ModelUnavailable as exc:
+        raise ServiceError(400, "MODEL_UNAVAILABLE", str(exc)) from None
     return ModelParams(
         language=language,
         task=task,

@@ -32,34 +32,71 @@ class Base(DeclarativeBase):
 class Task(Base):
     __tablename__ = "tasks"
 
-    identifier: Mapped[str] = mapped_column(String(36), primary_key=True)
-    status: Mapped[TaskStatus] = mapped_column(String(16), index=True)
-    task_type: Mapped[TaskType] = mapped_column(String(40))
-    task_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    file_name: Mapped[str | None] = mapped_column(String(512))
-    url: Mapped[str | None] = mapped_column(Text)
-    callback_url: Mapped[str | None] = mapped_column(Text)
-    input_path: Mapped[str | None] = mapped_column(Text)
-    """Media file the worker reads; owned by the task and deleted when it ends."""
-    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    """JSON inputs of /service/align and /service/combine (transcript, diarization)."""
-    language: Mapped[str | None] = mapped_column(String(16))
-    audio_duration: Mapped[float | None] = mapped_column(Float)
-    """Seconds of audio."""
-    result: Mapped[Any | None] = mapped_column(JSON)
-    error: Mapped[str | None] = mapped_column(Text)
-    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    """How the result was produced: model, source, device, compute type, aligner, diarizer,
-    detected language probability, per-stage seconds."""
-    stage: Mapped[str | None] = mapped_column(String(32))
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
-    """Percent of the whole task done, 0-100."""
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    start_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    end_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    duration: Mapped[float | None] = mapped_column(Float)
-    """Seconds from start to end of processing."""
-    webhook: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    """Outcome of the callback delivery: status, attempts, last error."""
+    identifier: Mapped[str] = mapped_column(
+        String(36), primary_key=True, comment="Task id (UUID) given to the client."
+    )
+    status: Mapped[TaskStatus] = mapped_column(
+        String(16), index=True, comment="queued, processing, completed or failed."
+    )
+    task_type: Mapped[TaskType] = mapped_column(
+        String(40),
+        comment="full_process, transcription, transcription_alignment, diarization, combine_transcript&diarization.",
+    )
+    task_params: Mapped[dict[str, Any]] = mapped_column(
+        JSON,
+        default=dict,
+        comment="Request options, grouped: model, asr, vad, alignment, diarization.",
+    )
+    file_name: Mapped[str | None] = mapped_column(
+        String(512), comment="Name of the uploaded or downloaded file."
+    )
+    url: Mapped[str | None] = mapped_column(
+        Text, comment="Source URL of /speech-to-text-url tasks."
+    )
+    callback_url: Mapped[str | None] = mapped_column(
+        Text, comment="Where the finished task is POSTed."
+    )
+    input_path: Mapped[str | None] = mapped_column(
+        Text, comment="Media file the worker reads; owned by the task and deleted when it ends."
+    )
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON,
+        comment="JSON inputs of /service/align and /service/combine (transcript, diarization).",
+    )
+    language: Mapped[str | None] = mapped_column(
+        String(16), comment="Requested, else detected, language (ISO 639-1)."
+    )
+    audio_duration: Mapped[float | None] = mapped_column(Float, comment="Seconds of audio.")
+    result: Mapped[Any | None] = mapped_column(
+        JSON, comment="whisperX-shaped result once completed."
+    )
+    error: Mapped[str | None] = mapped_column(Text, comment="Readable reason once failed.")
+    info: Mapped[dict[str, Any]] = mapped_column(
+        JSON,
+        default=dict,
+        comment="How the result was produced: model, source, device, compute type, aligner, diarizer, detected language probability, per-stage seconds.",
+    )
+    stage: Mapped[str | None] = mapped_column(
+        String(32),
+        comment="Current stage: decoding, transcribing, aligning, diarizing, combining, done, failed.",
+    )
+    progress: Mapped[float] = mapped_column(
+        Float, default=0.0, comment="Percent of the whole task done, 0-100."
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), index=True, comment="When the task was submitted (UTC)."
+    )
+    start_time: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="When a worker claimed it (UTC)."
+    )
+    end_time: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="When it completed or failed (UTC)."
+    )
+    duration: Mapped[float | None] = mapped_column(
+        Float, comment="Seconds from start to end of processing."
+    )
+    webhook: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="Outcome of the callback delivery: status, attempts, last error."
+    )
 
     __table_args__ = (Index("ix_tasks_status_created", "status", "created_at"),)

@@ -1,0 +1,73 @@
+"""An app per test (own SQLite file and media folder) sharing the session's loaded models."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+
+
+@pytest.fixture
+def client(settings, model_cache) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, cache=model_cache)) as c:
+        yield c
+
+
+def wait(client: TestClient, identifier: str, timeout: float = 300) -> dict:
+    """Poll a task until it is completed or failed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/task/{identifier}").json()
+        if body["status"] in ("completed", "failed"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"task {identifier} still {body['status']} after {timeout} s")
+
+
+class LocalServer:
+    """A loopback HTTP server that serves files from a folder and records POSTs."""
+
+    def __init__(self, folder: Path) -> None:
+        self.posts: list[tuple[dict, bytes]] = []
+        self.fail_first = 0
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(folder), **kwargs)
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                server.posts.append((dict(self.headers), body))
+                status = 500 if len(server.posts) <= server.fail_first else 200
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def local_server(tmp_path) -> Iterator[LocalServer]:
+    folder = tmp_path / "served"
+    folder.mkdir()
+    server = LocalServer(folder)
+    server.folder = folder
+    yield server
+    server.close()

@@ -1,0 +1,174 @@
+"""Bad input gets a clear 4xx in one envelope (or FastAPI's 422 list), never a 500."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from tests.e2e.conftest import wait
+
+
+def _envelope(response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code and body["detail"] == body["error"]["message"]
+    return body["error"]["message"]
+
+
+def test_unknown_task_is_a_404_naming_task_not_found(client):
+    _envelope(client.get("/task/does-not-exist"), 404, "TASK_NOT_FOUND")
+    _envelope(client.delete("/task/does-not-exist/delete"), 404, "TASK_NOT_FOUND")
+
+
+def test_a_text_file_is_refused_as_unsupported_media(client, settings):
+    message = _envelope(
+        client.post("/speech-to-text", files={"file": ("notes.txt", b"just some text")}),
+        415,
+        "UNSUPPORTED_MEDIA",
+    )
+    assert ".wav" in message and ".mp4" in message
+    assert not any(settings.media_dir.iterdir())  # nothing left on disk
+
+
+def test_an_empty_file_is_refused(client):
+    _envelope(client.post("/speech-to-text", files={"file": ("a.wav", b"")}), 400, "EMPTY_FILE")
+
+
+def test_a_corrupt_file_with_an_audio_name_is_refused(client):
+    _envelope(
+        client.post("/service/transcribe", files={"file": ("a.mp3", b"\x00\x01garbage" * 100)}),
+        415,
+        "UNSUPPORTED_MEDIA",
+    )
+
+
+def test_content_decides_not_the_name(client, sample_wav):
+    with open(sample_wav, "rb") as f:
+        response = client.post("/service/diarize", files={"file": ("recording.bin", f)})
+    assert response.status_code == 200
+    assert wait(client, response.json()["identifier"])["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("language=xx", "language"),
+        ("language=de&model=tiny.en", "language"),
+        ("model=huge", "model"),
+        ("min_speakers=3&max_speakers=2", "min_speakers"),
+        ("min_speakers=0", "min_speakers"),
+        ("beam_size=0", "beam_size"),
+        ("temperatures=2", "temperatures"),
+        ("suppress_tokens=a,b", "suppress_tokens"),
+        ("vad_onset=1.5", "vad_onset"),
+        ("interpolate_method=cubic", "interpolate_method"),
+        ("compute_type=int4", "compute_type"),
+    ],
+)
+def test_invalid_options_are_a_422_naming_the_field(client, sample_wav, query, field):
+    with open(sample_wav, "rb") as f:
+        response = client.post(f"/speech-to-text?{query}", files={"file": ("s.wav", f)})
+    assert response.status_code == 422, response.text
+    assert any(field in err["loc"] for err in response.json()["detail"])
+
+
+def test_comma_lists_and_repeated_keys_both_work(client, sample_wav):
+    with open(sample_wav, "rb") as f:
+        r = client.post(
+            "/service/transcribe?suppress_tokens=1,2&suppress_tokens=3&temperatures=0,0.2",
+            files={"file": ("s.wav", f)},
+        )
+    task = client.get(f"/task/{r.json()['identifier']}").json()
+    assert task["metadata"]["task_params"]["asr"]["suppress_tokens"] == [1, 2, 3]
+    assert task["metadata"]["task_params"]["asr"]["temperatures"] == [0.0, 0.2]
+
+
+def test_a_model_that_cannot_be_served_offline_is_refused_at_once(client, sample_wav):
+    with open(sample_wav, "rb") as f:
+        response = client.post("/speech-to-text?model=large-v3", files={"file": ("s.wav", f)})
+    message = _envelope(response, 400, "MODEL_UNAVAILABLE")
+    assert "large-v3" in message and "HF_HUB_OFFLINE" in message
+
+
+@pytest.mark.parametrize(
+    "content", [b"{not json", b'{"segments": "nope"}', b'{"segments": [{"start": 0}]}', b"\xff\xfe"]
+)
+def test_malformed_json_on_align_is_a_422(client, sample_wav, content):
+    with open(sample_wav, "rb") as f:
+        response = client.post(
+            "/service/align",
+            files={"transcript": ("t.json", io.BytesIO(content)), "file": ("s.wav", f)},
+        )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:2] == ["body", "transcript"]
+
+
+def test_malformed_json_on_combine_is_a_422(client):
+    good = json.dumps({"segments": [], "word_segments": []}).encode()
+    response = client.post(
+        "/service/combine",
+        files={"aligned_transcript": ("a.json", good), "diarization_result": ("d.json", b"[{]")},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:2] == ["body", "diarization_result"]
+
+
+def test_a_file_with_no_samples_fails_the_task_with_a_reason(client):
+    import struct
+
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+    )
+    empty_wav = header + b"data" + struct.pack("<I", 0)
+    response = client.post("/service/transcribe", files={"file": ("empty.wav", empty_wav)})
+    assert response.status_code == 200
+    task = wait(client, response.json()["identifier"])
+    assert task["status"] == "failed"
+    assert task["error"] == "The file contains no audio samples."
+    assert task["metadata"]["stage"] == "failed"
+
+
+def test_delete_removes_the_task(client, sample_wav):
+    with open(sample_wav, "rb") as f:
+        identifier = client.post("/service/diarize", files={"file": ("s.wav", f)}).json()[
+            "identifier"
+        ]
+    wait(client, identifier)
+    response = client.delete(f"/task/{identifier}/delete")
+    assert response.json() == {"identifier": identifier, "message": "Task deleted"}
+    assert client.get(f"/task/{identifier}").status_code == 404
+    assert client.delete(f"/task/{identifier}").status_code == 404
+
+
+def test_probes_docs_and_listing(client):
+    assert client.get("/health").json()["status"] == "ok"
+    live = client.get("/health/live").json()
+    assert live["status"] == "ok" and live["timestamp"]
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+    root = client.get("/", follow_redirects=False)
+    assert root.status_code in (302, 307) and root.headers["location"] == "/docs"
+    assert client.get("/docs").status_code == 200
+    assert client.get("/task/all").json() == {"tasks": [], "total": 0}
+
+
+def test_ready_is_503_when_the_database_is_gone(client, settings):
+    import os
+
+    database = settings.db_url.removeprefix("sqlite:///")
+    client.app.state.store.engine.dispose()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(database + suffix):
+            os.remove(database + suffix)
+    os.mkdir(database)  # a folder where the database file was: no connection can open it
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["status"] == "error" and response.json()["checks"][
+        "database"
+    ].startswith("error")
+    assert client.get("/health/live").status_code == 200
