@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
     name = Path(parsed.path).name or "download"
     path = _new_path(settings, name)
     limit, size = settings.max_upload_mb * CHUNK, 0
+    deadline = time.monotonic() + settings.download_timeout_seconds
     current = url
     try:
         with httpx.Client(timeout=httpx.Timeout(30, read=60), follow_redirects=False) as client:
@@ -140,6 +142,12 @@ def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
                             size += len(chunk)
                             if size > limit:
                                 raise _too_large(settings)
+                            if time.monotonic() > deadline:
+                                raise ServiceError(
+                                    400,
+                                    "DOWNLOAD_FAILED",
+                                    f"Downloading the URL took longer than {settings.download_timeout_seconds:.0f} s (DOWNLOAD_TIMEOUT_SECONDS).",
+                                )
                             out.write(chunk)
                     break
             else:
