@@ -42,3 +42,16 @@ def test_empty_or_auto_values_mean_the_default(monkeypatch):
 def test_every_setting_is_documented():
     for name, field in Settings.model_fields.items():
         assert field.description, f"{name} has no docstring"
+
+
+def test_every_setting_is_in_the_readme_and_env_example():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readme, example = (root / "README.md").read_text(), (root / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert name.upper() in readme, name
+    assert "make run" in readme and "make test" in readme
+    for line in example.splitlines():
+        if line and not line.startswith("#"):
+            assert line.split("=")[0].lower() in Settings.model_fields, line
