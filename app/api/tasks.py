@@ -25,7 +25,7 @@ def list_tasks(
     task_type: Annotated[TaskType | None, Query(description="Only tasks of this type.")] = None,
 ) -> TaskList:
     """Every task, newest first, with `total` = how many match the filters."""
-    tasks, total = store.list(limit=limit, offset=offset, status=status, task_type=task_type)
+    tasks, total = store.list_tasks(limit=limit, offset=offset, status=status, task_type=task_type)
     return TaskList(tasks=[task_summary(t) for t in tasks], total=total)
 
 

@@ -16,7 +16,7 @@ DOCS = Path(__file__).resolve().parent
 
 
 def openapi_json() -> str:
-    settings = Settings(_env_file=None, device="cpu", compute_type="int8")
+    settings = Settings(_env_file=None, device="cpu", compute_type="int8")  # type: ignore[call-arg]
     return json.dumps(create_app(settings).openapi(), indent=2, sort_keys=True) + "\n"
 
 
@@ -38,7 +38,7 @@ def schema_markdown() -> str:
             ddl = [str(CreateTable(table).compile(dialect=dialect)).strip() + ";"]
             ddl += [
                 str(CreateIndex(i).compile(dialect=dialect)) + ";"
-                for i in sorted(table.indexes, key=lambda i: i.name)
+                for i in sorted(table.indexes, key=lambda i: str(i.name))
             ]
             lines += ["", f"### {name}", "", "```sql", *ddl, "```"]
         lines.append("")

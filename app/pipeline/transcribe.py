@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.pipeline.models import ModelCache, resolve_whisper_model
-from app.pipeline.types import Progress, Transcript
+from app.pipeline.types import Progress, Segment, Transcript
 
 if TYPE_CHECKING:
     import whisperx.asr
@@ -158,7 +158,7 @@ def transcribe(
             )
         finally:
             pipeline.options = base
-    segments = [
+    segments: list[Segment] = [
         {
             "start": s["start"],
             "end": s["end"],

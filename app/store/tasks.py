@@ -73,7 +73,7 @@ class TaskStore:
         with self.session() as s:
             return s.get(Task, identifier)
 
-    def list(
+    def list_tasks(
         self,
         *,
         limit: int | None = None,

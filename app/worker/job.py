@@ -54,14 +54,15 @@ class _Reporter:
 def _run(task: Task, stages: Stages, runtime: Runtime) -> tuple[Any, str | None]:
     """The stages for the task's type; returns (result, language)."""
     params, inputs = task.task_params, task.inputs or {}
-    audio = None
-    if task.task_type in NEEDS_AUDIO:
-        stages.report("decoding", 0.0)
-        assert task.input_path is not None
-        audio = decode_audio(Path(task.input_path), runtime.settings.max_audio_seconds)
-        runtime.store.progress(
-            task.identifier, "decoding", 0.0, audio_duration=round(audio.size / SAMPLE_RATE, 3)
-        )
+    if task.task_type == TaskType.combine:
+        combined = stages.combine(inputs["aligned_transcript"], inputs["diarization_result"])
+        return combined, combined.get("language")
+    stages.report("decoding", 0.0)
+    assert task.input_path is not None
+    audio = decode_audio(Path(task.input_path), runtime.settings.max_audio_seconds)
+    runtime.store.progress(
+        task.identifier, "decoding", 0.0, audio_duration=round(audio.size / SAMPLE_RATE, 3)
+    )
     if task.task_type == TaskType.full_process:
         result = full_process(stages, audio, params)
         return result, result["language"]
@@ -72,10 +73,7 @@ def _run(task: Task, stages: Stages, runtime: Runtime) -> tuple[Any, str | None]
         transcript = inputs["transcript"]
         aligned = stages.align(transcript, audio, params["alignment"], transcript["language"])
         return aligned, transcript["language"]
-    if task.task_type == TaskType.diarization:
-        return stages.diarize(audio, params["diarization"]), None
-    combined = stages.combine(inputs["aligned_transcript"], inputs["diarization_result"])
-    return combined, combined.get("language")
+    return stages.diarize(audio, params["diarization"]), None
 
 
 def run_task(identifier: str, runtime: Runtime) -> bool:

@@ -58,12 +58,12 @@ def test_listing_is_newest_first_with_filters_and_a_total(store):
     diar = store.create(TaskType.diarization, task_params={}).identifier
     store.claim(ids[0])
     store.fail(ids[0], "boom")
-    tasks, total = store.list()
+    tasks, total = store.list_tasks()
     assert [t.identifier for t in tasks] == [diar, *reversed(ids)] and total == 4
-    tasks, total = store.list(limit=2, offset=1)
+    tasks, total = store.list_tasks(limit=2, offset=1)
     assert [t.identifier for t in tasks] == [ids[2], ids[1]] and total == 4
-    assert [t.identifier for t in store.list(status=TaskStatus.failed)[0]] == [ids[0]]
-    assert [t.identifier for t in store.list(task_type=TaskType.diarization)[0]] == [diar]
+    assert [t.identifier for t in store.list_tasks(status=TaskStatus.failed)[0]] == [ids[0]]
+    assert [t.identifier for t in store.list_tasks(task_type=TaskType.diarization)[0]] == [diar]
 
 
 def test_queue_position_counts_the_tasks_ahead(store):
