@@ -45,6 +45,7 @@ RUN --mount=type=secret,id=hf_token,uid=1000 \
     python -m app.pipeline.prepare --download ${MODELS} --align ${ALIGN_LANGUAGES}
 
 ENV HF_HUB_OFFLINE=1 \
+    PYANNOTE_METRICS_ENABLED=false \
     WHISPER_MODEL=large-v3
 
 EXPOSE 8000

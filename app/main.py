@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,8 @@ log = logging.getLogger("app")
 
 
 def _configure_logging(settings: Settings) -> None:
+    # pyannote sends usage telemetry by default; a self-hosted service does not phone home.
+    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     level = "DEBUG" if settings.dev else settings.log_level.upper()
     logging.getLogger("app").setLevel(level)
     if settings.filter_warning:
