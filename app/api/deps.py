@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from app.settings import Settings
 from app.store.tasks import TaskStore
+from app.worker.job import Runtime
 from app.worker.local import LocalQueue
 
 
@@ -19,6 +20,10 @@ def _store(request: Request) -> TaskStore:
     return request.app.state.store
 
 
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
 def _queue(request: Request) -> LocalQueue:
     return request.app.state.queue
 
@@ -26,3 +31,4 @@ def _queue(request: Request) -> LocalQueue:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[TaskStore, Depends(_store)]
 QueueDep = Annotated[LocalQueue, Depends(_queue)]
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]

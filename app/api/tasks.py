@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import StoreDep
+from app.api.deps import RuntimeDep, StoreDep
 from app.api.schemas import DeleteResponse, TaskList, TaskResult, task_result, task_summary
 from app.errors import ERROR_RESPONSES, task_not_found
 from app.store.models import TaskStatus, TaskType
@@ -30,13 +33,37 @@ def list_tasks(
 
 
 @router.get("/{identifier}", response_model=TaskResult)
-def get_task(identifier: str, store: StoreDep) -> TaskResult:
+async def get_task(
+    identifier: str,
+    store: StoreDep,
+    runtime: RuntimeDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=600,
+            description="Seconds to wait for the task to end before answering (long poll); 0 answers at once.",
+        ),
+    ] = 0,
+) -> TaskResult:
     """Status, result (once completed), error (once failed) and metadata of one task,
     including its stage, progress, queue position and how it was processed."""
-    task = store.get(identifier)
-    if task is None:
-        raise task_not_found(identifier)
-    return task_result(task, store.queue_position(task))
+    event = runtime.finished.watch(identifier) if wait else None
+    try:
+        task = await run_in_threadpool(store.get, identifier)
+        if task is None:
+            raise task_not_found(identifier)
+        if event is not None and task.status in (TaskStatus.queued, TaskStatus.processing):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), wait)
+            task = await run_in_threadpool(store.get, identifier)
+            if task is None:
+                raise task_not_found(identifier)
+    finally:
+        if event is not None:
+            runtime.finished.forget(identifier, event)
+    position = await run_in_threadpool(store.queue_position, task)
+    return task_result(task, position)
 
 
 @router.delete("/{identifier}/delete", response_model=DeleteResponse)

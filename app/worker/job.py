@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,34 @@ NEEDS_AUDIO = {
 }
 
 
+class Finished:
+    """Lets requests wait for a task to end instead of polling (`GET /task/{id}?wait=`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+
+    def watch(self, identifier: str) -> asyncio.Event:
+        """Register before checking the task's status, so an end in between is not missed."""
+        event = asyncio.Event()
+        with self._lock:
+            self._waiters.setdefault(identifier, []).append((asyncio.get_running_loop(), event))
+        return event
+
+    def forget(self, identifier: str, event: asyncio.Event) -> None:
+        with self._lock:
+            waiters = self._waiters.get(identifier, [])
+            self._waiters[identifier] = [w for w in waiters if w[1] is not event]
+            if not self._waiters[identifier]:
+                del self._waiters[identifier]
+
+    def notify(self, identifier: str) -> None:
+        with self._lock:
+            waiters = self._waiters.pop(identifier, [])
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+
+
 @dataclass
 class Runtime:
     """What a worker needs: built once at start-up, shared by every task."""
@@ -35,6 +65,7 @@ class Runtime:
     settings: Settings
     store: TaskStore
     cache: ModelCache
+    finished: Finished = field(default_factory=Finished)
 
 
 class _Reporter:
@@ -96,6 +127,7 @@ def run_task(identifier: str, runtime: Runtime) -> bool:
     finally:
         if task.input_path:
             Path(task.input_path).unlink(missing_ok=True)
+    runtime.finished.notify(identifier)
     if task.callback_url:
         deliver_callback(identifier, runtime)
     return True
