@@ -100,8 +100,8 @@ def fill_words(
             for key in ("start", "end", "score"):
                 if key in w:
                     w[key] = round(float(w[key]), 3)
-        out: Segment = {k: v for k, v in segment.items() if k not in ("words", "chars")}  # type: ignore[assignment]
-        out["words"] = words
+        base: Segment = {k: v for k, v in segment.items() if k not in ("words", "chars")}  # type: ignore[assignment]
+        out: Segment = {**base, "words": words}
         if any_timed:
             out["start"] = min(w["start"] for w in words if "start" in w)
             out["end"] = max(w["end"] for w in words if "end" in w)
@@ -111,6 +111,62 @@ def fill_words(
         "word_segments": [w for s in segments for w in s["words"]],
         "language": language,
     }
+
+
+SENTENCE_END = re.compile(r"[.!?。！？]['\"”’)\]]*$")
+ABBREVIATIONS = {
+    "mr.",
+    "mrs.",
+    "ms.",
+    "dr.",
+    "prof.",
+    "st.",
+    "jr.",
+    "sr.",
+    "vs.",
+    "etc.",
+    "e.g.",
+    "i.e.",
+    "no.",
+}
+
+
+def split_sentences(result: AlignedTranscript) -> AlignedTranscript:
+    """Split each fully timed segment into its sentences, as whisperX's aligner does, so a
+    segment is a subtitle-sized unit; words, chars and other fields follow their sentence."""
+    language = result.get("language", "")
+    segments: list[Segment] = []
+    for segment in result["segments"]:
+        words, text = segment.get("words", []), segment["text"]
+        spans = word_spans(text, language)
+        ranges = _sentences(words)
+        if len(spans) != len(words) or len(ranges) == 1 or not all("start" in w for w in words):
+            segments.append(segment)
+            continue
+        chars = segment.get("chars")
+        for first, last in ranges:
+            a, b = spans[first][0], spans[last - 1][1]
+            part: Segment = {**segment, "text": text[a:b], "words": words[first:last]}
+            part["start"] = min(w["start"] for w in part["words"])
+            part["end"] = max(w["end"] for w in part["words"])
+            if chars is not None:
+                part["chars"] = chars[a:b] if len(chars) == len(text) else []
+            segments.append(part)
+    return {**result, "segments": segments}
+
+
+def _sentences(words: list[Word]) -> list[tuple[int, int]]:
+    """[first, last) word ranges of the sentences in a segment, as whisperX's aligner splits
+    segments into sentences; a word ending in . ! ? (not an abbreviation) ends one."""
+    ranges, first = [], 0
+    for n, word in enumerate(words):
+        token = word["word"]
+        ends = SENTENCE_END.search(token) and token.lower() not in ABBREVIATIONS
+        if ends and not re.fullmatch(r"\w\.", token) and n + 1 < len(words):
+            ranges.append((first, n + 1))
+            first = n + 1
+    ranges.append((first, len(words)))
+    return ranges
 
 
 def _place(
@@ -239,7 +295,7 @@ class _SegmentAligner:
         if return_char_alignments:
             for segment in result["segments"]:
                 segment["chars"] = _even_chars(segment)
-        return result
+        return split_sentences(result)
 
 
 class Wav2Vec2Aligner:
@@ -280,7 +336,7 @@ class Wav2Vec2Aligner:
         if return_char_alignments:
             for segment, seg_chars in zip(result["segments"], chars, strict=True):
                 segment["chars"] = seg_chars or _even_chars(segment)
-        return result
+        return split_sentences(result)
 
 
 def _finite(word: Word) -> bool:

@@ -166,3 +166,43 @@ def test_word_edges_move_out_of_pauses():
     words = [w("a", 0.0, 1.3), w("b", 1.3, 2.5)]
     snap_to_pauses(words, clip)
     assert times(words) == [(0.5, 1.0), (1.5, 2.0)]
+
+
+def test_timed_segments_are_split_into_sentences_with_their_words_and_chars():
+    from app.pipeline.align import split_sentences
+
+    text = "Hello there. Dr. Smith is here! Is it 3.5 now?"
+    spans_words = text.split()
+    words = [{"word": w, "start": float(i), "end": i + 0.5} for i, w in enumerate(spans_words)]
+    chars = [{"char": c} for c in text]
+    result = split_sentences(
+        {
+            "segments": [
+                {
+                    "start": 0,
+                    "end": 10,
+                    "text": text,
+                    "words": words,
+                    "chars": chars,
+                    "avg_logprob": -0.2,
+                }
+            ],
+            "word_segments": words,
+            "language": "en",
+        }
+    )
+    parts = result["segments"]
+    assert [p["text"] for p in parts] == ["Hello there.", "Dr. Smith is here!", "Is it 3.5 now?"]
+    assert [(p["start"], p["end"]) for p in parts] == [(0.0, 1.5), (2.0, 5.5), (6.0, 9.5)]
+    assert ["".join(c["char"] for c in p["chars"]) for p in parts] == [p["text"] for p in parts]
+    assert all(p["avg_logprob"] == -0.2 for p in parts)
+    assert [w for p in parts for w in p["words"]] == words  # no word lost or reordered
+
+
+def test_segments_with_untimed_words_are_not_split():
+    from app.pipeline.align import split_sentences
+
+    words = [{"word": "One."}, {"word": "Two.", "start": 1.0, "end": 1.2}]
+    segment = {"start": 0, "end": 2, "text": "One. Two.", "words": words}
+    result = split_sentences({"segments": [segment], "word_segments": words, "language": "en"})
+    assert result["segments"] == [segment]
