@@ -131,3 +131,41 @@ def test_health_answers_fast_while_a_task_is_processing(client, sample_wav):
         time.sleep(0.05)
     assert statistics.median(timings) < 0.1 and max(timings) < 0.5, timings
     assert wait(client, identifier)["status"] == "completed"
+
+
+GERMAN = "Guten Morgen. Heute ist das Wetter schön, und wir gehen zusammen in den großen Park."
+
+
+def test_german_speech_is_detected_and_aligned_with_a_multilingual_aligner(client, tmp_path):
+    from tests.speech import say
+
+    path = say(GERMAN, tmp_path / "de.wav", voice="de", speed=150)
+    with open(path, "rb") as f:
+        identifier = client.post("/speech-to-text", files={"file": ("de.wav", f)}).json()[
+            "identifier"
+        ]
+    task = client.get(f"/task/{identifier}?wait=300").json()
+    assert task["status"] == "completed", task["error"]
+    result, processing = task["result"], task["metadata"]["processing"]
+    assert result["language"] == "de" and processing["language_probability"] > 0.5
+    assert processing["aligner"].startswith("whisper:")  # no English aligner for German text
+    words = result["word_segments"]
+    assert "morgen" in normalise(" ".join(w["word"] for w in words))
+    assert all("start" in w for w in words) and words[0]["start"] < 0.5
+    assert {w["speaker"] for w in words} == {"SPEAKER_00"}  # one voice, one speaker
+
+
+def test_translation_is_aligned_as_english(client, tmp_path):
+    from tests.speech import say
+
+    path = say(GERMAN, tmp_path / "de.wav", voice="de", speed=150)
+    with open(path, "rb") as f:
+        identifier = client.post(
+            "/speech-to-text?task=translate&diarize=false", files={"file": ("de.wav", f)}
+        ).json()["identifier"]
+    task = client.get(f"/task/{identifier}?wait=300").json()
+    assert task["status"] == "completed", task["error"]
+    text = normalise(" ".join(s["text"] for s in task["result"]["segments"]))
+    assert "heute" not in text and {"the", "we", "today", "morning"} & set(text.split())
+    assert task["metadata"]["processing"]["aligner"] == "pocketsphinx:en-us"
+    assert len(task["result"]["word_segments"]) == len(text.split())
