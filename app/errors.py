@@ -60,7 +60,7 @@ HTTP_CODES = {
 ERROR_RESPONSES: dict[int | str, dict] = {
     code: {"model": ErrorResponse, "description": name.replace("_", " ").capitalize()}
     for code, name in HTTP_CODES.items()
-    if code in (400, 404, 413, 415)
+    if code in (400, 404, 409, 413, 415)
 }
 """OpenAPI documentation of the envelope, attached to every router."""
 

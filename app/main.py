@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app import errors
-from app.api import health, services, speech, tasks
+from app.api import health, openai, services, speech, tasks
 from app.pipeline.models import ModelCache
 from app.settings import Settings
 from app.store.db import make_engine
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
             await run_in_threadpool(_preload, runtime)
         yield
         queue.stop()
+        runtime.webhooks.shutdown(wait=False, cancel_futures=True)
         store.engine.dispose()
 
     app = FastAPI(
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     app.state.settings, app.state.store, app.state.cache = settings, store, cache
     app.state.runtime = runtime
     errors.install(app)
-    for module in (speech, services, tasks, health):
+    for module in (speech, services, tasks, health, openai):
         app.include_router(module.router)
     return app
 

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     `offline` (bundled weights), or `auto` (production when it loads, else offline)."""
     diarization_model: str = "pyannote/speaker-diarization-community-1"
     """pyannote pipeline used by the production diarizer (a hub name or a local config.yaml)."""
+    batch_size: int | None = Field(default=None, ge=1, le=256)
+    """Default ASR batch size (chunks decoded at once). Empty: 8 on CUDA, 2 on CPU, where
+    larger batches are no faster and make progress and cancellation coarser."""
     cpu_threads: int = Field(default=0, ge=0)
     """Threads per model on CPU; 0 = every core."""
     preload_models: bool = False
@@ -87,6 +90,12 @@ class Settings(BaseSettings):
     """Time allowed to download a file given by URL."""
     callback_timeout_seconds: float = Field(default=10, gt=0)
     """Time allowed for one webhook delivery."""
+    webhook_secret: str | None = None
+    """Secret for the `X-Webhook-Signature` HMAC-SHA256 header of callbacks; empty: unsigned."""
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    """Deliveries tried per callback before it is recorded as failed."""
+    webhook_backoff_seconds: float = Field(default=1.0, ge=0)
+    """Wait before the first retry; doubles after each failed attempt."""
     allow_private_urls: bool = False
     """Let URL input and webhooks reach private/loopback addresses (tests and trusted networks)."""
 
@@ -103,6 +112,8 @@ class Settings(BaseSettings):
             self.device = "cuda" if cuda_available() else "cpu"
         if self.compute_type is None:
             self.compute_type = "float16" if self.device == "cuda" else "int8"
+        if self.batch_size is None:
+            self.batch_size = 8 if self.device == "cuda" else 2
         return self
 
     @cached_property

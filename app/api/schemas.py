@@ -95,7 +95,14 @@ def model_params(
         Literal["cuda", "cpu"] | None, Query(description="Default: DEVICE (CUDA when available).")
     ] = None,
     device_index: Annotated[int, Query(ge=0, description="GPU index.")] = 0,
-    batch_size: Annotated[int, Query(ge=1, le=256, description="Chunks decoded at once.")] = 8,
+    batch_size: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=256,
+            description="Chunks decoded at once. Default: BATCH_SIZE (8 on CUDA, 2 on CPU).",
+        ),
+    ] = None,
     chunk_size: Annotated[
         int, Query(ge=1, le=30, description="Longest chunk the VAD merges speech into, in seconds.")
     ] = 20,
@@ -140,7 +147,7 @@ def model_params(
         model=name,
         device=device or settings.device,
         device_index=device_index,
-        batch_size=batch_size,
+        batch_size=batch_size or settings.batch_size,
         chunk_size=chunk_size,
         compute_type=compute_type or settings.compute_type,
         threads=threads,
@@ -265,6 +272,11 @@ class Response(BaseModel):
 
     identifier: str
     message: str = "Task queued"
+
+
+class CancelResponse(BaseModel):
+    identifier: str
+    message: str = "Task cancelled"
 
 
 class DeleteResponse(BaseModel):

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import RuntimeDep, StoreDep
-from app.api.schemas import DeleteResponse, TaskList, TaskResult, task_result, task_summary
-from app.errors import ERROR_RESPONSES, task_not_found
+from app.api.schemas import (
+    CancelResponse,
+    DeleteResponse,
+    TaskList,
+    TaskResult,
+    task_result,
+    task_summary,
+)
+from app.errors import ERROR_RESPONSES, ServiceError, task_not_found
 from app.store.models import TaskStatus, TaskType
 
 router = APIRouter(prefix="/task", tags=["Tasks Management"], responses=ERROR_RESPONSES)
@@ -66,6 +74,24 @@ async def get_task(
     return task_result(task, position)
 
 
+@router.post("/{identifier}/cancel", response_model=CancelResponse)
+def cancel_task(identifier: str, store: StoreDep, runtime: RuntimeDep) -> CancelResponse:
+    """Stop a queued or processing task. It ends as `failed` with the error `cancelled: …`
+    (a running task stops at its next progress step, within seconds, and frees its worker).
+    A task that already ended is a 409."""
+    before = store.cancel(identifier)
+    if before is None:
+        raise task_not_found(identifier)
+    if before not in (TaskStatus.queued, TaskStatus.processing):
+        raise ServiceError(409, "TASK_FINISHED", f"Task {identifier} already ended ({before}).")
+    if before == TaskStatus.queued:  # no worker will touch it: its input is ours to delete
+        task = store.get(identifier)
+        if task is not None and task.input_path:
+            Path(task.input_path).unlink(missing_ok=True)
+        runtime.task_ended(identifier)
+    return CancelResponse(identifier=identifier)
+
+
 @router.delete("/{identifier}/delete", response_model=DeleteResponse)
 @router.delete("/{identifier}", response_model=DeleteResponse)
 def delete_task(identifier: str, store: StoreDep) -> DeleteResponse:
@@ -74,7 +100,5 @@ def delete_task(identifier: str, store: StoreDep) -> DeleteResponse:
     if task is None:
         raise task_not_found(identifier)
     if task.input_path:
-        from pathlib import Path
-
         Path(task.input_path).unlink(missing_ok=True)
     return DeleteResponse(identifier=identifier)

@@ -147,6 +147,21 @@ def transcribe(
         pipeline.suppress_numerals = suppress_numerals
         pipeline.preset_language = None
         pipeline.tokenizer = None
+        done = [0.0]
+
+        def report(percent: float) -> None:
+            done[0] = percent
+            if progress is not None:
+                progress(percent)
+
+        def forward(inputs: Any, **kwargs: Any) -> Any:
+            # progress is otherwise only reported after a whole batch; calling it before each
+            # batch lets the caller stop a cancelled task between batches
+            report(done[0])
+            return type(pipeline)._forward(pipeline, inputs, **kwargs)
+
+        pipeline._forward = forward
+        report(0.0)  # language detection can take seconds: a chance to stop before decoding
         try:
             result = pipeline.transcribe(
                 audio,
@@ -154,10 +169,11 @@ def transcribe(
                 language=language,
                 task=task,
                 chunk_size=chunk_size,
-                progress_callback=progress,
+                progress_callback=report,
             )
         finally:
             pipeline.options = base
+            del pipeline._forward
     segments: list[Segment] = [
         {
             "start": s["start"],

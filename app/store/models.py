@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -94,6 +94,11 @@ class Task(Base):
     )
     duration: Mapped[float | None] = mapped_column(
         Float, comment="Seconds from start to end of processing."
+    )
+    cancel_requested: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        comment="Set by a cancel while processing; the worker stops at its next progress step.",
     )
     webhook: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, comment="Outcome of the callback delivery: status, attempts, last error."

@@ -11,6 +11,8 @@ from sqlalchemy.orm import sessionmaker
 
 from app.store.models import Base, Task, TaskStatus, TaskType
 
+CANCELLED = "cancelled: stopped at the user's request"
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -125,10 +127,12 @@ class TaskStore:
             progress=0.0,
         )
 
-    def progress(self, identifier: str, stage: str, percent: float, **values: Any) -> None:
-        self._update(
+    def progress(self, identifier: str, stage: str, percent: float, **values: Any) -> bool:
+        """Record progress; False when the task should stop (cancelled or gone)."""
+        return self._update(
             identifier,
             Task.status == TaskStatus.processing,
+            Task.cancel_requested.is_(False),
             stage=stage,
             progress=round(min(max(percent, 0.0), 100.0), 1),
             **values,
@@ -165,6 +169,28 @@ class TaskStore:
         if info is not None:
             values["info"] = info
         return self._end(identifier, TaskStatus.failed, **values)
+
+    def fail_cancelled(self, identifier: str, info: dict[str, Any] | None = None) -> bool:
+        values: dict[str, Any] = {"error": CANCELLED, "stage": "cancelled"}
+        if info is not None:
+            values["info"] = info
+        return self._end(identifier, TaskStatus.failed, **values)
+
+    def cancel(self, identifier: str) -> TaskStatus | None:
+        """Cancel a task; returns the status it had (None when it does not exist). A queued task
+        fails as cancelled at once; a processing one is flagged, and its worker stops at the next
+        progress step and fails it then."""
+        with self.session.begin() as s:
+            task = s.get(Task, identifier, with_for_update=True)
+            if task is None:
+                return None
+            before = TaskStatus(task.status)
+            if before == TaskStatus.queued:
+                task.status, task.stage, task.error = TaskStatus.failed, "cancelled", CANCELLED
+                task.end_time, task.duration = now(), 0.0
+            elif before == TaskStatus.processing:
+                task.cancel_requested = True
+            return before
 
     def set_webhook(self, identifier: str, outcome: dict[str, Any]) -> None:
         self._update(identifier, webhook=outcome)

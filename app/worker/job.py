@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,10 +70,25 @@ class Runtime:
     store: TaskStore
     cache: ModelCache
     finished: Finished = field(default_factory=Finished)
+    webhooks: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="webhook")
+    )
+
+    def task_ended(self, identifier: str) -> None:
+        """Wake the requests waiting on the task and send its webhook (off this thread)."""
+        self.finished.notify(identifier)
+        task = self.store.get(identifier)
+        if task is not None and task.callback_url:
+            self.webhooks.submit(deliver_callback, identifier, self)
+
+
+class TaskCancelled(Exception):
+    """Raised from a progress callback to stop the stages of a cancelled task."""
 
 
 class _Reporter:
-    """Writes progress to the task row, at most twice a second or on a stage change."""
+    """Writes progress to the task row, at most twice a second or on a stage change, and stops
+    the task (TaskCancelled) when the row says it is no longer processing."""
 
     def __init__(self, store: TaskStore, identifier: str) -> None:
         self.store, self.identifier = store, identifier
@@ -79,7 +98,8 @@ class _Reporter:
         now = time.monotonic()
         if stage != self._stage or now - self._last >= 0.5 or percent >= 100:
             self._stage, self._last = stage, now
-            self.store.progress(self.identifier, stage, percent)
+            if not self.store.progress(self.identifier, stage, percent):
+                raise TaskCancelled(self.identifier)
 
 
 def _run(task: Task, stages: Stages, runtime: Runtime) -> tuple[Any, str | None]:
@@ -117,6 +137,9 @@ def run_task(identifier: str, runtime: Runtime) -> bool:
     stages = Stages(task.task_type, runtime.settings, runtime.cache, _Reporter(store, identifier))
     try:
         result, language = _run(task, stages, runtime)
+    except TaskCancelled:
+        log.info("task %s cancelled", identifier)
+        store.fail_cancelled(identifier, stages.info)
     except (AudioError, ModelUnavailable, ValueError) as exc:
         store.fail(identifier, str(exc), stages.info)
     except Exception as exc:
@@ -127,27 +150,44 @@ def run_task(identifier: str, runtime: Runtime) -> bool:
     finally:
         if task.input_path:
             Path(task.input_path).unlink(missing_ok=True)
-    runtime.finished.notify(identifier)
-    if task.callback_url:
-        deliver_callback(identifier, runtime)
+    runtime.task_ended(identifier)
     return True
 
 
-def deliver_callback(identifier: str, runtime: Runtime, attempts: int = 3) -> None:
-    """POST the finished task (the body of GET /task/{identifier}) to its callback URL, with
-    retries and backoff; the outcome is stored on the task."""
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=<hex>` HMAC of `<timestamp>.<body>`: receivers recompute it with the shared
+    secret and reject stale timestamps, so a captured delivery cannot be replayed later."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def deliver_callback(identifier: str, runtime: Runtime) -> None:
+    """POST the ended task (the body of GET /task/{identifier}) to its callback URL, signed
+    when WEBHOOK_SECRET is set, retried with exponential backoff; the outcome is stored."""
     from app.api.schemas import task_result
 
     task = runtime.store.get(identifier)
     if task is None or not task.callback_url:
         return
-    body = task_result(task).model_dump(mode="json")
+    settings = runtime.settings
+    body = json.dumps(task_result(task).model_dump(mode="json")).encode()
     outcome: dict[str, Any] = {"status": "failed", "attempts": 0, "error": None}
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, settings.webhook_attempts + 1):
         outcome["attempts"] = attempt
+        timestamp = str(int(time.time()))
+        headers = {
+            "content-type": "application/json",
+            "x-webhook-id": identifier,
+            "x-webhook-timestamp": timestamp,
+        }
+        if settings.webhook_secret:
+            headers["x-webhook-signature"] = sign(settings.webhook_secret, timestamp, body)
         try:
             response = httpx.post(
-                task.callback_url, json=body, timeout=runtime.settings.callback_timeout_seconds
+                task.callback_url,
+                content=body,
+                headers=headers,
+                timeout=settings.callback_timeout_seconds,
             )
             outcome["status_code"] = response.status_code
             if response.is_success:
@@ -156,6 +196,6 @@ def deliver_callback(identifier: str, runtime: Runtime, attempts: int = 3) -> No
             outcome["error"] = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
             outcome["error"] = type(exc).__name__
-        if attempt < attempts:
-            time.sleep(2 ** (attempt - 1))
+        if attempt < settings.webhook_attempts:
+            time.sleep(settings.webhook_backoff_seconds * 2 ** (attempt - 1))
     runtime.store.set_webhook(identifier, outcome)

@@ -44,6 +44,9 @@ class LocalQueue:
             missing = task.task_type in NEEDS_AUDIO and not (
                 task.input_path and Path(task.input_path).is_file()
             )
+            if task.cancel_requested:
+                store.fail_cancelled(task.identifier)
+                continue
             if missing:
                 store.fail(
                     task.identifier, "interrupted: the service restarted and the input file is gone"

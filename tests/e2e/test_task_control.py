@@ -1,0 +1,124 @@
+"""Cancelling tasks, long polls and signed webhooks through HTTP with the real pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.conftest import wait
+
+
+@pytest.fixture
+def long_wav(sample_wav, tmp_path):
+    """Two minutes of the real call (sample.wav four times)."""
+    path = tmp_path / "long.wav"
+    subprocess.run(["sox", *[str(sample_wav)] * 4, str(path)], check=True)
+    return path
+
+
+def _submit(client, path, query=""):
+    with open(path, "rb") as f:
+        return client.post(f"/speech-to-text{query}", files={"file": (path.name, f)}).json()[
+            "identifier"
+        ]
+
+
+def test_a_running_task_stops_soon_after_cancel_and_frees_its_worker(client, long_wav, sample_wav):
+    running = _submit(client, long_wav)
+    waiting = _submit(client, sample_wav, "?diarize=false&align=false&language=en")
+    assert client.get(f"/task/{waiting}").json()["metadata"]["queue_position"] == 1
+    deadline = time.monotonic() + 120
+    while client.get(f"/task/{running}").json()["metadata"]["stage"] in (
+        None,
+        "starting",
+        "decoding",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cancelled_at = time.monotonic()
+    response = client.post(f"/task/{running}/cancel")
+    assert response.json() == {"identifier": running, "message": "Task cancelled"}
+    task = client.get(f"/task/{running}?wait=60").json()
+    stopped_after = time.monotonic() - cancelled_at
+    print(f"stopped {stopped_after:.1f} s after the cancel")
+    # a batch of two 20 s chunks is the longest uninterruptible step on CPU (seconds on 2 cores)
+    assert stopped_after < 15, "the worker did not stop within seconds"
+    assert task["status"] == "failed" and task["error"].startswith("cancelled")
+    assert task["metadata"]["stage"] == "cancelled"
+    # the worker gave up the cancelled task and takes the next one
+    done = client.get(f"/task/{waiting}?wait=300").json()
+    assert done["status"] == "completed", done["error"]
+    assert client.get(f"/task/{running}").json()["status"] == "failed"  # not overwritten later
+
+
+def test_a_queued_task_is_cancelled_at_once_and_its_input_deleted(
+    client, settings, long_wav, sample_wav
+):
+    running = _submit(client, long_wav)
+    queued = _submit(client, sample_wav)
+    assert client.get(f"/task/{queued}").json()["status"] == "queued"
+    assert client.post(f"/task/{queued}/cancel").status_code == 200
+    task = client.get(f"/task/{queued}").json()
+    assert task["status"] == "failed" and task["metadata"]["stage"] == "cancelled"
+    client.post(f"/task/{running}/cancel")
+    assert wait(client, running)["status"] == "failed"
+    assert not any(settings.media_dir.iterdir())  # both inputs deleted
+    response = client.post(f"/task/{queued}/cancel")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "TASK_FINISHED"
+    assert client.post("/task/nope/cancel").status_code == 404
+
+
+def test_webhooks_are_signed_and_retried(client, settings, sample_wav, local_server):
+    settings.webhook_secret = "s3cret"
+    settings.webhook_backoff_seconds = 0.1
+    local_server.fail_first = 2
+    with open(sample_wav, "rb") as f:
+        identifier = client.post(
+            f"/service/diarize?callback_url={local_server.url}/hook", files={"file": ("s.wav", f)}
+        ).json()["identifier"]
+    wait(client, identifier)
+    deadline = time.monotonic() + 30
+    while not client.get(f"/task/{identifier}").json()["metadata"]["webhook"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert len(local_server.posts) == 3
+    headers, body = local_server.posts[-1]
+    headers = {k.lower(): v for k, v in headers.items()}
+    expected = hmac.new(
+        b"s3cret", headers["x-webhook-timestamp"].encode() + b"." + body, hashlib.sha256
+    )
+    assert headers["x-webhook-signature"] == "sha256=" + expected.hexdigest()
+    assert headers["x-webhook-id"] == identifier
+    assert json.loads(body)["status"] == "completed"
+    webhook = client.get(f"/task/{identifier}").json()["metadata"]["webhook"]
+    assert webhook == {"status": "delivered", "attempts": 3, "error": None, "status_code": 200}
+
+
+def test_a_failed_task_also_fires_its_webhook(client, local_server):
+    import struct
+
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+    )
+    identifier = client.post(
+        f"/service/transcribe?callback_url={local_server.url}/hook",
+        files={"file": ("empty.wav", header + b"data" + struct.pack("<I", 0))},
+    ).json()["identifier"]
+    assert wait(client, identifier)["status"] == "failed"
+    deadline = time.monotonic() + 30
+    while not local_server.posts:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    delivered = json.loads(local_server.posts[0][1])
+    assert (
+        delivered["status"] == "failed"
+        and delivered["error"] == "The file contains no audio samples."
+    )
