@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app import errors
-from app.api import health, openai, services, speech, tasks
+from app.api import health, models, openai, services, speech, tasks
 from app.pipeline.models import ModelCache
 from app.settings import Settings
 from app.store.db import make_engine
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     app.state.settings, app.state.store, app.state.cache = settings, store, cache
     app.state.runtime = runtime
     errors.install(app)
-    for module in (speech, services, tasks, health, openai):
+    for module in (speech, services, tasks, models, health, openai):
         app.include_router(module.router)
     return app
 

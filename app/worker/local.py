@@ -17,6 +17,7 @@ class LocalQueue:
     def __init__(self, runtime: Runtime, workers: int) -> None:
         self.runtime = runtime
         self._ids: queue.Queue[str | None] = queue.Queue()
+        self._stopped = threading.Event()
         self._threads = [
             threading.Thread(target=self._work, name=f"worker-{n}", daemon=True)
             for n in range(workers)
@@ -29,8 +30,17 @@ class LocalQueue:
         self.recover()
         for thread in self._threads:
             thread.start()
+        if self.runtime.cache.idle_seconds:
+            threading.Thread(target=self._release_idle, name="model-janitor", daemon=True).start()
+
+    def _release_idle(self) -> None:
+        """Unload models unused for MODEL_IDLE_SECONDS, also while no task runs."""
+        period = max(1.0, min(30.0, self.runtime.cache.idle_seconds / 2))
+        while not self._stopped.wait(period):
+            self.runtime.cache.release_idle()
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
         for _ in self._threads:
             self._ids.put(None)
         for thread in self._threads:
