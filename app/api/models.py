@@ -39,7 +39,8 @@ def list_models(settings: SettingsDep, runtime: RuntimeDep) -> ModelList:
         for p in settings.model_dir.glob("**/model.bin")
         if "hub" not in p.parts
     )
-    loaded_paths = {str(key[1]) for key in runtime.cache.loaded() if key[0] == "whisper"}
+    keys = [key for key in runtime.cache.loaded() if isinstance(key, tuple)]
+    loaded_paths = {str(key[1]) for key in keys if key[0] == "whisper"}
     models = []
     for name in dict.fromkeys([*WHISPER_MODELS, *local]):
         try:

@@ -64,6 +64,9 @@ class Stages:
         )
         self.info.update(info)
         self._timed("transcribe", started)
+        if "language_probability" in info:  # detected, not given: say how sure
+            transcript["language_probability"] = info["language_probability"]
+            transcript["language_candidates"] = info["language_candidates"]
         return transcript
 
     def align(
@@ -128,5 +131,7 @@ def full_process(stages: Stages, audio: np.ndarray, params: dict[str, Any]) -> d
     if diarization.get("diarize", True):
         turns = stages.diarize(audio, diarization)
         result = dict(stages.combine(result, turns))  # type: ignore[arg-type]
-    result["language"] = transcript["language"]
+    for key in ("language", "language_probability", "language_candidates"):
+        if key in transcript:
+            result[key] = transcript[key]
     return result

@@ -33,6 +33,8 @@ class Segment(TypedDict):
 class Transcript(TypedDict):
     segments: list[Segment]
     language: str
+    language_probability: NotRequired[float]  # only when the language was detected
+    language_candidates: NotRequired[list[dict]]  # [{language, probability}], most likely first
 
 
 class AlignedTranscript(TypedDict):
