@@ -1,0 +1,501 @@
+"""OpenAI-compatible speech to text: POST /v1/audio/transcriptions and /v1/audio/translations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+import zlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.api.deps import QueueDep, RuntimeDep, SettingsDep, StoreDep
+from app.api.media import save_upload
+from app.api.schemas import (
+    alignment_params,
+    asr_options,
+    diarization_params,
+    model_params,
+    vad_options,
+)
+from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError, envelope, task_not_found
+from app.pipeline.formats import render, words_of
+from app.settings import Settings
+from app.store.models import Task, TaskStatus, TaskType
+from app.store.tasks import TaskStore
+from app.worker.job import Runtime
+from app.worker.local import LocalQueue
+
+WAIT_SECONDS = 3600
+"""Longest a request waits for its task; past it the answer is 504 and the task runs on."""
+RECHECK_SECONDS = 5
+"""How often the waiting request re-reads the task, in case its end was signalled elsewhere."""
+
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
+TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+Granularity = Literal["word", "segment"]
+
+
+class _OpenAIRoute(APIRoute):
+    """Request validation errors answer 400 with `error.message`, as OpenAI's API does."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise ServiceError(400, "INVALID_REQUEST", _validation_message(exc)) from None
+
+        return route
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = str(error.get("loc", ("",))[-1])
+        parts.append(f"{field}: {error.get('msg', 'invalid value')}" if field else error["msg"])
+    return "; ".join(parts) or "Invalid request."
+
+
+router = APIRouter(
+    prefix="/v1/audio",
+    tags=["OpenAI compatible"],
+    route_class=_OpenAIRoute,
+    responses={
+        **ERROR_RESPONSES,
+        "4XX": {"model": ErrorResponse, "description": "Invalid request (validation errors too)"},
+        500: {"model": ErrorResponse, "description": "The task failed on an internal error"},
+        504: {"model": ErrorResponse, "description": "The task did not end within an hour"},
+    },
+)
+
+
+class Transcription(BaseModel):
+    """`response_format=json`."""
+
+    text: str
+
+
+class TranscriptionUsage(BaseModel):
+    type: Literal["duration"] = "duration"
+    seconds: float
+    """Seconds of audio, rounded up."""
+
+
+class TranscriptionSegment(BaseModel):
+    id: int
+    seek: int
+    """Start of the segment in 10 ms frames."""
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    """Always empty: the batched decoder does not return token ids."""
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    """Always 0: silence is cut out by voice activity detection before decoding."""
+    speaker: str | None = None
+    """With `diarize=true` only (not an OpenAI field)."""
+
+
+class TranscriptionWord(BaseModel):
+    word: str
+    start: float
+    end: float
+    speaker: str | None = None
+    """With `diarize=true` only (not an OpenAI field)."""
+
+
+class TranscriptionVerbose(BaseModel):
+    """`response_format=verbose_json`."""
+
+    task: Literal["transcribe", "translate"]
+    language: str
+    """Full English name of the spoken language (`english`, `german`); `english` for translations."""
+    duration: float
+    text: str
+    segments: list[TranscriptionSegment] | None = None
+    """Unless only `word` timestamps were asked for."""
+    words: list[TranscriptionWord] | None = None
+    """When `timestamp_granularities[]` includes `word`."""
+    usage: TranscriptionUsage
+
+
+class DiarizedSegment(BaseModel):
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str
+    """`SPEAKER_00`, `SPEAKER_01`, … in order of first appearance."""
+
+
+class TranscriptionDiarized(BaseModel):
+    """`response_format=diarized_json` (implies `diarize=true`)."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegment]
+    usage: TranscriptionUsage
+
+
+@dataclass
+class Job:
+    """A validated request: the task to run and how to answer with its result."""
+
+    file: UploadFile
+    task: Literal["transcribe", "translate"]
+    task_params: dict[str, Any]
+    language: str | None
+    response_format: str
+    granularities: list[str]
+    temperature: float
+
+
+FileField = Annotated[
+    UploadFile,
+    File(description="Audio or video: flac, mp3, mp4, m4a, ogg, wav, webm, … (judged by content)."),
+]
+ModelField = Annotated[
+    str,
+    Form(
+        description="`whisper-1` (the service's WHISPER_MODEL) or any model name the service accepts, e.g. `base`, `tiny.en`, `large-v3`."
+    ),
+]
+PromptField = Annotated[
+    str | None,
+    Form(
+        max_length=2000,
+        description="Text to guide the style or spelling (Whisper's initial prompt).",
+    ),
+]
+TemperatureField = Annotated[float, Form(ge=0, le=1, description="Sampling temperature.")]
+DiarizeField = Annotated[
+    bool,
+    Form(
+        description="Label speakers (`SPEAKER_00`, …) in segments, words and subtitles. Not an OpenAI field."
+    ),
+]
+SpeakersField = Annotated[int | None, Form(ge=1, le=50, description="Not an OpenAI field.")]
+
+
+def _job(
+    request: Request,
+    *,
+    file: UploadFile,
+    model: str,
+    language: str | None,
+    task: Literal["transcribe", "translate"],
+    prompt: str | None,
+    response_format: str,
+    temperature: float,
+    granularities: list[str],
+    diarize: bool,
+    num_speakers: int | None,
+    min_speakers: int | None,
+    max_speakers: int | None,
+) -> Job:
+    """Validate with the task API's own rules and build the same task parameters."""
+    settings: Settings = request.app.state.settings
+    name = settings.whisper_model if model == "whisper-1" else model
+    diarize = diarize or response_format == "diarized_json"
+    params = model_params(request, language=language, task=task, model=name)
+    task_params = {
+        "model": params.model_dump(),
+        "asr": asr_options(temperatures=[str(temperature)], initial_prompt=prompt or None),
+        "vad": vad_options(),
+        # word timings cost an alignment pass: run it only when words are asked for, or when
+        # speakers are, so that they are assigned word by word
+        "alignment": alignment_params(align="word" in granularities or diarize),
+        "diarization": diarization_params(
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            num_speakers=num_speakers,
+            diarize=diarize,
+        ),
+    }
+    return Job(
+        file, task, task_params, params.language, response_format, granularities, temperature
+    )
+
+
+def transcription_job(
+    request: Request,
+    file: FileField,
+    model: ModelField,
+    language: Annotated[
+        str | None,
+        Form(description="ISO 639-1 code of the speech (`en`, `de`); omit to detect it."),
+    ] = None,
+    prompt: PromptField = None,
+    response_format: Annotated[
+        ResponseFormat,
+        Form(
+            description="`json` ({text}), `text`, `srt`, `vtt`, `verbose_json` (segments, words) or `diarized_json` (speaker segments; implies `diarize`)."
+        ),
+    ] = "json",
+    temperature: TemperatureField = 0.0,
+    timestamp_granularities: Annotated[
+        list[Granularity] | None,
+        Form(
+            alias="timestamp_granularities[]",
+            description="`segment` and/or `word` (for `verbose_json`); `word` adds an alignment pass.",
+        ),
+    ] = None,
+    diarize: DiarizeField = False,
+    num_speakers: SpeakersField = None,
+    min_speakers: SpeakersField = None,
+    max_speakers: SpeakersField = None,
+) -> Job:
+    return _job(
+        request,
+        file=file,
+        model=model,
+        language=language,
+        task="transcribe",
+        prompt=prompt,
+        response_format=response_format,
+        temperature=temperature,
+        granularities=list(timestamp_granularities or ["segment"]),
+        diarize=diarize,
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+    )
+
+
+def translation_job(
+    request: Request,
+    file: FileField,
+    model: ModelField,
+    prompt: PromptField = None,
+    response_format: Annotated[
+        TranslationFormat,
+        Form(description="`json` ({text}), `text`, `srt`, `vtt` or `verbose_json` (segments)."),
+    ] = "json",
+    temperature: TemperatureField = 0.0,
+    diarize: DiarizeField = False,
+    num_speakers: SpeakersField = None,
+    min_speakers: SpeakersField = None,
+    max_speakers: SpeakersField = None,
+) -> Job:
+    return _job(
+        request,
+        file=file,
+        model=model,
+        language="auto",
+        task="translate",
+        prompt=prompt,
+        response_format=response_format,
+        temperature=temperature,
+        granularities=["segment"],
+        diarize=diarize,
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+    )
+
+
+TEXT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "JSON for `json`, `verbose_json` and `diarized_json`; the file itself for `text`, `srt` and `vtt`.",
+        "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            "application/x-subrip": {"schema": {"type": "string"}},
+            "text/vtt": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/transcriptions",
+    response_model=Transcription | TranscriptionVerbose | TranscriptionDiarized,
+    responses=TEXT_RESPONSES,
+)
+async def create_transcription(
+    job: Annotated[Job, Depends(transcription_job)],
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Transcribe audio, as OpenAI's endpoint does, and answer when done (synchronously).
+    Runs as an ordinary `full_process` task on the service's workers, so it queues behind
+    other tasks and is listed by `GET /task/all`; the `X-Task-Identifier` header names it.
+    Words are aligned only when `word` timestamps or speakers are asked for."""
+    task = await _run(job, settings, store, queue, runtime)
+    return _answer(task, job)
+
+
+@router.post(
+    "/translations",
+    response_model=Transcription | TranscriptionVerbose,
+    responses=TEXT_RESPONSES,
+)
+async def create_translation(
+    job: Annotated[Job, Depends(translation_job)],
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Translate speech in any language into English text, as OpenAI's endpoint does, and
+    answer when done. Needs a multilingual model (`whisper-1`/`base`, not a `.en` one)."""
+    task = await _run(job, settings, store, queue, runtime)
+    return _answer(task, job)
+
+
+def _create(job: Job, settings: Settings, store: TaskStore) -> str:
+    path, name, duration = save_upload(job.file, settings)
+    task = store.create(
+        TaskType.full_process,
+        task_params=job.task_params,
+        file_name=name,
+        input_path=str(path),
+        language=job.language,
+        audio_duration=duration,
+    )
+    return task.identifier
+
+
+async def _run(
+    job: Job, settings: Settings, store: TaskStore, queue: LocalQueue, runtime: Runtime
+) -> Task:
+    """Queue the job as a task and wait for it to end (or for WAIT_SECONDS)."""
+    identifier = await run_in_threadpool(_create, job, settings, store)
+    event = runtime.finished.watch(identifier)  # before the task can end
+    try:
+        queue.submit(identifier)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            task = await run_in_threadpool(store.get, identifier)
+            if task is None:
+                raise task_not_found(identifier)
+            ended = task.status in (TaskStatus.completed, TaskStatus.failed)
+            if ended or time.monotonic() > deadline:
+                return task
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), RECHECK_SECONDS)
+    finally:
+        runtime.finished.forget(identifier, event)
+
+
+def _unfinished(task: Task, headers: dict[str, str]) -> Response:
+    """The error answer for a task that failed or is still running."""
+    error = task.error or "The task failed."
+    if task.status != TaskStatus.failed:
+        status, code = 504, "TIMEOUT"
+        error = (
+            f"Task {task.identifier} did not end within {WAIT_SECONDS} s and goes on: "
+            f"GET /task/{task.identifier} gives its result."
+        )
+    elif task.stage == "cancelled":
+        status, code = 409, "TASK_CANCELLED"
+    elif error.startswith("Internal error"):
+        status, code = 500, "TASK_FAILED"
+    else:
+        status, code = 400, "TASK_FAILED"
+    # a new task would end the same way: OpenAI clients retry 5xx answers unless told not to
+    return envelope(status, code, error, headers={**headers, "x-should-retry": "false"})
+
+
+def _answer(task: Task, job: Job) -> Response:
+    headers = {"X-Task-Identifier": task.identifier}
+    if task.status != TaskStatus.completed:
+        return _unfinished(task, headers)
+    result = task.result or {}
+    segments = [s for s in result.get("segments", []) if s["text"].strip()]
+    text = " ".join(s["text"].strip() for s in segments)
+    fmt = job.response_format
+    if fmt == "text":
+        return PlainTextResponse(text + "\n", headers=headers)
+    if fmt in ("srt", "vtt"):
+        body, media_type = render(result, fmt)
+        return Response(body, media_type=media_type, headers=headers)
+    if fmt == "json":
+        return JSONResponse(Transcription(text=text).model_dump(), headers=headers)
+    duration = task.audio_duration or max((s["end"] for s in segments), default=0.0)
+    usage = TranscriptionUsage(seconds=math.ceil(duration))
+    if fmt == "diarized_json":
+        body_model: BaseModel = TranscriptionDiarized(
+            duration=duration,
+            text=text,
+            usage=usage,
+            segments=[
+                DiarizedSegment(
+                    id=f"seg_{index}",
+                    start=s["start"],
+                    end=s["end"],
+                    text=s["text"].strip(),
+                    speaker=s.get("speaker", "SPEAKER_00"),
+                )
+                for index, s in enumerate(segments)
+            ],
+        )
+    else:
+        body_model = _verbose(segments, text, duration, usage, job, result.get("language"))
+    return JSONResponse(body_model.model_dump(exclude_none=True), headers=headers)
+
+
+def _verbose(
+    segments: list[dict[str, Any]],
+    text: str,
+    duration: float,
+    usage: TranscriptionUsage,
+    job: Job,
+    language: str | None,
+) -> TranscriptionVerbose:
+    from whisperx.utils import LANGUAGES
+
+    verbose = TranscriptionVerbose(
+        task=job.task,
+        language="english"
+        if job.task == "translate"
+        else LANGUAGES.get(language or "", language or ""),
+        duration=duration,
+        text=text,
+        usage=usage,
+    )
+    if "segment" in job.granularities:
+        verbose.segments = [
+            TranscriptionSegment(
+                id=index,
+                seek=round(s["start"] * 100),
+                start=s["start"],
+                end=s["end"],
+                text=s["text"].strip(),
+                tokens=[],
+                temperature=job.temperature,
+                avg_logprob=s.get("avg_logprob", 0.0),
+                compression_ratio=_compression_ratio(s["text"]),
+                no_speech_prob=0.0,
+                speaker=s.get("speaker"),
+            )
+            for index, s in enumerate(segments)
+        ]
+    if "word" in job.granularities:
+        verbose.words = [TranscriptionWord(**word) for s in segments for word in words_of(s)]
+    return verbose
+
+
+def _compression_ratio(text: str) -> float:
+    """Whisper's repetition measure: text bytes over their zlib-compressed size."""
+    data = text.strip().encode()
+    return round(len(data) / len(zlib.compress(data)), 3) if data else 0.0

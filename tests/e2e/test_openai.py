@@ -1,0 +1,226 @@
+"""The OpenAI-compatible endpoints through the official `openai` client, on the real pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import srt
+import uvicorn
+import webvtt
+from openai import OpenAI
+
+from app.main import create_app
+from app.pipeline.formats import MAX_LINE
+from tests.speech import normalise, say
+
+
+class Server:
+    """The app served by uvicorn on a free loopback port, in a thread (the OpenAI client brings
+    its own HTTP stack, so it needs a real server)."""
+
+    def __init__(self, app) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        config = uvicorn.Config(
+            app, loop="asyncio", http="h11", ws="none", lifespan="on", log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=lambda: asyncio.run(self.server.serve(sockets=[self.socket])), daemon=True
+        )
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                return self
+            self.thread.join(0.05)
+        raise RuntimeError("the test server did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.socket.close()
+
+
+@pytest.fixture
+def serve(settings, model_cache) -> Iterator[Callable[..., OpenAI]]:
+    """Start the app (settings may be overridden) and give an OpenAI client pointed at it."""
+    servers: list[Server] = []
+
+    def start(**overrides) -> OpenAI:
+        app = create_app(settings.model_copy(update=overrides), cache=model_cache)
+        server = Server(app).__enter__()
+        servers.append(server)
+        return OpenAI(api_key="unused", base_url=f"{server.url}/v1", max_retries=0, timeout=300)
+
+    yield start
+    for server in servers:
+        server.__exit__()
+
+
+@pytest.fixture
+def client(serve) -> OpenAI:
+    return serve()
+
+
+def test_verbose_json_gives_text_segments_and_word_times(client, sample_wav):
+    with open(sample_wav, "rb") as f:
+        verbose = client.audio.transcriptions.create(
+            file=f,
+            model="tiny.en",
+            language="en",
+            response_format="verbose_json",
+            timestamp_granularities=["word", "segment"],
+        )
+    assert "chicago" in verbose.text.lower()
+    assert verbose.language == "english" and verbose.duration == 30.0
+    assert verbose.usage is not None and verbose.usage.seconds == 30
+
+    segments = verbose.segments
+    assert segments and [s.id for s in segments] == list(range(len(segments)))
+    assert " ".join(s.text for s in segments) == verbose.text
+    for s in segments:
+        assert 0 <= s.start <= s.end <= 30.1
+        assert s.tokens == [] and s.avg_logprob < 0 and s.compression_ratio > 0
+    assert [s.start for s in segments] == sorted(s.start for s in segments)
+
+    words = verbose.words
+    assert words and normalise(" ".join(w.word for w in words)) == normalise(verbose.text)
+    assert all(0 <= w.start <= w.end <= 30.1 for w in words)
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    hello = next(w for w in words if w.word.lower().startswith("hello"))
+    assert 6.0 < hello.start < 7.5  # the reference has the first "hello" at 6.73 s
+
+
+@pytest.fixture(scope="module")
+def chicago_clip(sample_wav, tmp_path_factory) -> Path:
+    """14.3-21.6 s of the sample: two sentences that both mention Chicago."""
+    clip = tmp_path_factory.mktemp("clip") / "chicago.wav"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(sample_wav),
+            "-ss",
+            "14.3",
+            "-to",
+            "21.6",
+            str(clip),
+        ],
+        check=True,
+    )
+    return clip
+
+
+def test_json_text_srt_and_vtt_of_one_recording(client, chicago_clip):
+    answers = {}
+    for fmt in ("json", "text", "srt", "vtt"):
+        with open(chicago_clip, "rb") as f:
+            raw = client.audio.transcriptions.with_raw_response.create(
+                file=f, model="tiny.en", response_format=fmt
+            )
+        answers[fmt], identifier = raw.parse(), raw.headers["x-task-identifier"]
+    text = answers["json"].text
+    assert normalise(text).count("chicago") == 2
+    assert answers["text"] == text + "\n"
+
+    cues = list(srt.parse(answers["srt"]))
+    assert cues and normalise(" ".join(c.content for c in cues)) == normalise(text)
+    assert all(len(line) <= MAX_LINE for c in cues for line in c.content.splitlines())
+    starts = [c.start for c in cues]
+    assert starts == sorted(starts) and all(c.start < c.end for c in cues)
+
+    # the same cues, with WebVTT's dot before the milliseconds
+    captions = list(webvtt.from_string(answers["vtt"]))
+    assert [c.text for c in captions] == [c.content for c in cues]
+    assert [(c.start, c.end) for c in captions] == [
+        (_vtt_time(c.start), _vtt_time(c.end)) for c in cues
+    ]
+
+    # each answer was an ordinary task of the service, without alignment or diarization
+    service = str(client.base_url).removesuffix("/v1/")
+    task = httpx.get(f"{service}/task/{identifier}").json()
+    assert task["status"] == "completed" and task["metadata"]["task_type"] == "full_process"
+    params = task["metadata"]["task_params"]
+    assert params["model"]["model"] == "tiny.en"
+    assert params["alignment"]["align"] is False and params["diarization"]["diarize"] is False
+
+
+def _vtt_time(value) -> str:
+    return srt.timedelta_to_srt_timestamp(value).replace(",", ".")
+
+
+def test_diarize_labels_speakers_in_subtitles(client, sample_wav):
+    with open(sample_wav, "rb") as f:
+        body = client.audio.transcriptions.create(
+            file=f,
+            model="whisper-1",
+            response_format="srt",
+            extra_body={"diarize": "true", "min_speakers": "2", "max_speakers": "2"},
+        )
+    cues = list(srt.parse(body))
+    labels = {c.content.split("]", 1)[0] + "]" for c in cues}
+    assert labels == {"[SPEAKER_00]", "[SPEAKER_01]"}
+    assert all(len(line) <= MAX_LINE for c in cues for line in c.content.splitlines())
+    assert "chicago" in body.lower()
+
+
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the client's translations
+def test_translation_of_german_speech_is_english(client, tmp_path):
+    german = say(
+        "Guten Morgen. Heute ist das Wetter sehr schön. Wir gehen mit dem Hund in den Park.",
+        tmp_path / "german.wav",
+        voice="de",
+        speed=140,
+    )
+    with open(german, "rb") as f:
+        verbose = client.audio.translations.create(
+            file=f, model="whisper-1", response_format="verbose_json"
+        )
+    words = set(normalise(verbose.text).split())
+    assert words & {"morning", "weather", "today", "park", "dog"}, verbose.text
+    assert not words & {"heute", "wetter", "hund", "gehen"}, verbose.text
+    assert verbose.language == "english" and verbose.segments
+
+
+def test_invalid_requests_are_400_with_a_message(client, sample_wav):
+    cases = [
+        ({"model": "no-such-model"}, "unknown model"),
+        ({"model": "tiny.en", "language": "de"}, "English-only"),
+        ({"model": "tiny.en", "response_format": "docx"}, "response_format"),
+        ({"model": "tiny.en", "temperature": 3}, "temperature"),
+        (
+            {"model": "tiny.en", "extra_body": {"min_speakers": 3, "max_speakers": 2}},
+            "min_speakers",
+        ),
+    ]
+    for kwargs, message in cases:
+        with open(sample_wav, "rb") as f, pytest.raises(openai.BadRequestError) as caught:
+            client.audio.transcriptions.create(file=f, **kwargs)
+        assert message in caught.value.body["message"], caught.value.body
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.audio.transcriptions.create(file=("notes.txt", b"not audio at all"), model="base")
+    assert caught.value.status_code == 415
+
+
+def test_a_failed_task_answers_with_the_error_envelope(serve, sample_wav):
+    client = serve(max_audio_seconds=5)
+    with open(sample_wav, "rb") as f, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(file=f, model="tiny.en")
+    assert caught.value.body["code"] == "TASK_FAILED"
+    assert "longer than the limit of 5 s" in caught.value.body["message"]
+    assert caught.value.response.headers["x-should-retry"] == "false"
