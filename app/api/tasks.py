@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import RuntimeDep, StoreDep
@@ -19,8 +19,9 @@ from app.api.schemas import (
     task_result,
     task_summary,
 )
-from app.errors import ERROR_RESPONSES, ServiceError, task_not_found
-from app.store.models import TaskStatus, TaskType
+from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError, task_not_found
+from app.pipeline.formats import MEDIA_TYPES, render
+from app.store.models import Task, TaskStatus, TaskType
 
 router = APIRouter(prefix="/task", tags=["Tasks Management"], responses=ERROR_RESPONSES)
 
@@ -40,11 +41,27 @@ def list_tasks(
     return TaskList(tasks=[task_summary(t) for t in tasks], total=total)
 
 
-@router.get("/{identifier}", response_model=TaskResult)
+@router.get(
+    "/{identifier}",
+    response_model=TaskResult,
+    responses={
+        200: {
+            "description": "The task; with `format`, the finished result as that file type.",
+            "content": {m.split(";")[0]: {} for m in sorted(set(MEDIA_TYPES.values()))},
+        },
+        409: {"model": ErrorResponse, "description": "`format` asked for a task not completed"},
+    },
+)
 async def get_task(
     identifier: str,
     store: StoreDep,
     runtime: RuntimeDep,
+    format: Annotated[
+        Literal["json", "srt", "vtt", "txt", "tsv", "rttm"] | None,
+        Query(
+            description="Return only the finished result, as JSON, SRT or WebVTT subtitles (with speakers when diarized), plain text, TSV, or RTTM (speaker turns)."
+        ),
+    ] = None,
     wait: Annotated[
         float,
         Query(
@@ -53,7 +70,7 @@ async def get_task(
             description="Seconds to wait for the task to end before answering (long poll); 0 answers at once.",
         ),
     ] = 0,
-) -> TaskResult:
+) -> TaskResult | Response:
     """Status, result (once completed), error (once failed) and metadata of one task,
     including its stage, progress, queue position and how it was processed."""
     event = runtime.finished.watch(identifier) if wait else None
@@ -70,8 +87,26 @@ async def get_task(
     finally:
         if event is not None:
             runtime.finished.forget(identifier, event)
+    if format is not None:
+        return _rendered(task, format)
     position = await run_in_threadpool(store.queue_position, task)
     return task_result(task, position)
+
+
+def _rendered(task: Task, fmt: str) -> Response:
+    if task.status != TaskStatus.completed:
+        raise ServiceError(
+            409,
+            "TASK_NOT_COMPLETED",
+            f"Task {task.identifier} is {task.status}; formats are available once it is completed.",
+        )
+    try:
+        body, media_type = render(task.result, fmt)
+    except ValueError as exc:
+        raise ServiceError(400, "UNSUPPORTED_FORMAT", str(exc)) from None
+    stem = Path(task.file_name or task.identifier).stem or task.identifier
+    disposition = f'inline; filename="{stem}.{fmt}"'
+    return Response(body, media_type=media_type, headers={"content-disposition": disposition})
 
 
 @router.post("/{identifier}/cancel", response_model=CancelResponse)

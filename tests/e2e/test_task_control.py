@@ -122,3 +122,55 @@ def test_a_failed_task_also_fires_its_webhook(client, local_server):
         delivered["status"] == "failed"
         and delivered["error"] == "The file contains no audio samples."
     )
+
+
+def test_a_finished_task_can_be_fetched_as_subtitles_and_text(client, sample_wav):
+    import srt
+    import webvtt
+
+    with open(sample_wav, "rb") as f:
+        identifier = client.post(
+            "/speech-to-text?num_speakers=2", files={"file": ("call.wav", f)}
+        ).json()["identifier"]
+    task = client.get(f"/task/{identifier}?wait=300").json()
+    assert task["status"] == "completed", task["error"]
+
+    response = client.get(f"/task/{identifier}?format=srt")
+    assert response.headers["content-type"].startswith("application/x-subrip")
+    assert 'filename="call.srt"' in response.headers["content-disposition"]
+    cues = list(srt.parse(response.text))
+    assert len(cues) >= len(task["result"]["segments"])
+    assert {c.content.split("]")[0] + "]" for c in cues} == {"[SPEAKER_00]", "[SPEAKER_01]"}
+    assert all(len(line) <= 42 for c in cues for line in c.content.splitlines())
+    assert abs(cues[0].start.total_seconds() - task["result"]["segments"][0]["start"]) < 0.01
+
+    import io
+
+    captions = webvtt.from_buffer(io.StringIO(client.get(f"/task/{identifier}?format=vtt").text))
+    assert len(captions) == len(cues) and "<v SPEAKER_0" in captions[0].raw_text
+
+    text = client.get(f"/task/{identifier}?format=txt").text
+    assert "Chicago" in text and text.count("\n") >= len(task["result"]["segments"]) - 1
+    tsv = client.get(f"/task/{identifier}?format=tsv").text.splitlines()
+    assert tsv[0] == "start\tend\ttext" and int(tsv[1].split("\t")[0]) == round(
+        1000 * task["result"]["segments"][0]["start"]
+    )
+    assert client.get(f"/task/{identifier}?format=json").json() == task["result"]
+    rttm = client.get(f"/task/{identifier}?format=rttm").text
+    assert rttm.startswith("SPEAKER ") and "SPEAKER_01" in rttm
+
+
+def test_formats_of_unfinished_or_unsuitable_tasks_are_refused(client, sample_wav, long_wav):
+    running = _submit(client, long_wav)
+    response = client.get(f"/task/{running}?format=srt")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "TASK_NOT_COMPLETED"
+    client.post(f"/task/{running}/cancel")
+    with open(sample_wav, "rb") as f:
+        diarization = client.post("/service/diarize", files={"file": ("s.wav", f)}).json()[
+            "identifier"
+        ]
+    assert client.get(f"/task/{diarization}?wait=300").json()["status"] == "completed"
+    response = client.get(f"/task/{diarization}?format=srt")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "UNSUPPORTED_FORMAT"
+    assert client.get(f"/task/{diarization}?format=rttm").text.count("SPEAKER ") >= 4
+    assert client.get(f"/task/{diarization}?format=docx").status_code == 422
