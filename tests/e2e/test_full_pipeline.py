@@ -31,7 +31,10 @@ def test_speech_to_text_gives_words_timings_and_two_speakers(
     assert wer(" ".join(r[3] for r in sample_reference), text) < 0.35
     assert result["language"] == meta["language"] == "en"
     assert result["language_probability"] > 0.9
-    assert result["language_candidates"][0] == {"language": "en", "probability": result["language_probability"]}
+    assert result["language_candidates"][0] == {
+        "language": "en",
+        "probability": result["language_probability"],
+    }
 
     # no word lost: every word of every segment's text is in its words and in word_segments
     all_words = [w for s in result["segments"] for w in s["words"]]
