@@ -28,9 +28,12 @@ run: install
 	$(UV) run --frozen python -m app
 
 test: install
+	$(UV) run --frozen ruff check app tests bench
+	$(UV) run --frozen ruff format --check app tests bench
+	$(UV) run --frozen mypy app
 	$(UV) run --frozen pytest
 
-lint: sync
+lint: sync  ## also part of `make test`
 	$(UV) run --frozen ruff check app tests bench
 	$(UV) run --frozen ruff format --check app tests bench
 	$(UV) run --frozen mypy app
