@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -80,3 +81,25 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return envelope(500, "INTERNAL_ERROR", "Internal server error; the log has the details.")
+
+
+class BodyLimit:
+    """Answer 413 before reading a body whose declared length exceeds the upload limit
+    (plus 1 MiB for multipart headers and form fields)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > self.max_bytes + (1 << 20):
+                mib = self.max_bytes >> 20
+                response = envelope(
+                    413,
+                    "PAYLOAD_TOO_LARGE",
+                    f"The request body is larger than the limit of {mib} MiB (MAX_UPLOAD_MB).",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     app.state.settings, app.state.store, app.state.cache = settings, store, cache
     app.state.runtime = runtime
     errors.install(app)
+    app.add_middleware(errors.BodyLimit, max_bytes=settings.max_upload_mb << 20)
     for module in (speech, services, tasks, models, health, openai):
         app.include_router(module.router)
     return app

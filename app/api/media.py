@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, RootModel, ValidationError
 
 from app.errors import ServiceError
+from app.net import BlockedURL, check_url
 from app.pipeline.audio import AudioError, probe_duration
 from app.settings import Settings
 
@@ -98,24 +97,17 @@ def save_upload(upload: UploadFile, settings: Settings) -> tuple[Path, str, floa
     return path, name, duration
 
 
-def _check_public(host: str, settings: Settings) -> None:
-    if settings.allow_private_urls:
-        return
+def _check_public(url: str, settings: Settings) -> None:
     try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        raise ServiceError(400, "BAD_URL", f"The host '{host}' could not be resolved.") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise ServiceError(400, "BAD_URL", "The URL points to a private or reserved address.")
+        check_url(url, settings.allow_private_urls)
+    except BlockedURL as exc:
+        raise ServiceError(400, "BAD_URL", str(exc)) from None
 
 
 def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
     """Fetch `url` into the media folder with the upload size limit and a time limit."""
     parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ServiceError(400, "BAD_URL", "The URL must be an http:// or https:// address.")
+    _check_public(url, settings)
     name = Path(parsed.path).name or "download"
     path = _new_path(settings, name)
     limit, size = settings.max_upload_mb * CHUNK, 0
@@ -124,7 +116,7 @@ def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
     try:
         with httpx.Client(timeout=httpx.Timeout(30, read=60), follow_redirects=False) as client:
             for _ in range(5):
-                _check_public(urlparse(current).hostname or "", settings)
+                _check_public(current, settings)  # every redirect is checked again
                 with client.stream("GET", current) as response:
                     if response.is_redirect and "location" in response.headers:
                         current = str(response.url.join(response.headers["location"]))

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from app.net import BlockedURL, check_url
 from app.pipeline.audio import AudioError, decode_audio
 from app.pipeline.models import ModelCache, ModelUnavailable
 from app.pipeline.run import Stages, full_process
@@ -172,6 +173,11 @@ def deliver_callback(identifier: str, runtime: Runtime) -> None:
     settings = runtime.settings
     body = json.dumps(task_result(task).model_dump(mode="json")).encode()
     outcome: dict[str, Any] = {"status": "failed", "attempts": 0, "error": None}
+    try:
+        check_url(task.callback_url, settings.allow_private_urls)
+    except BlockedURL as exc:
+        runtime.store.set_webhook(identifier, outcome | {"status": "refused", "error": str(exc)})
+        return
     for attempt in range(1, settings.webhook_attempts + 1):
         outcome["attempts"] = attempt
         timestamp = str(int(time.time()))

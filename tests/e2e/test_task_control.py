@@ -74,6 +74,7 @@ def test_a_queued_task_is_cancelled_at_once_and_its_input_deleted(
 
 
 def test_webhooks_are_signed_and_retried(client, settings, sample_wav, local_server):
+    settings.allow_private_urls = True  # the receiver is on loopback
     settings.webhook_secret = "s3cret"
     settings.webhook_backoff_seconds = 0.1
     local_server.fail_first = 2
@@ -99,7 +100,8 @@ def test_webhooks_are_signed_and_retried(client, settings, sample_wav, local_ser
     assert webhook == {"status": "delivered", "attempts": 3, "error": None, "status_code": 200}
 
 
-def test_a_failed_task_also_fires_its_webhook(client, local_server):
+def test_a_failed_task_also_fires_its_webhook(client, settings, local_server):
+    settings.allow_private_urls = True
     import struct
 
     header = (
@@ -174,3 +176,17 @@ def test_formats_of_unfinished_or_unsuitable_tasks_are_refused(client, sample_wa
     assert response.status_code == 400 and response.json()["error"]["code"] == "UNSUPPORTED_FORMAT"
     assert client.get(f"/task/{diarization}?format=rttm").text.count("SPEAKER ") >= 4
     assert client.get(f"/task/{diarization}?format=docx").status_code == 422
+
+
+def test_webhooks_to_private_addresses_are_refused_by_default(client, sample_wav, local_server):
+    with open(sample_wav, "rb") as f:
+        identifier = client.post(
+            f"/service/diarize?callback_url={local_server.url}/hook", files={"file": ("s.wav", f)}
+        ).json()["identifier"]
+    wait(client, identifier)
+    deadline = time.monotonic() + 30
+    while not (webhook := client.get(f"/task/{identifier}").json()["metadata"]["webhook"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert webhook["status"] == "refused" and "private" in webhook["error"]
+    assert local_server.posts == []
