@@ -25,6 +25,7 @@ from app.api.schemas import (
     alignment_params,
     asr_options,
     diarization_params,
+    full_params,
     model_params,
     vad_options,
 )
@@ -216,20 +217,20 @@ def _job(
     name = settings.whisper_model if model == "whisper-1" else model
     diarize = diarize or response_format == "diarized_json"
     params = model_params(request, language=language, task=task, model=name)
-    task_params = {
-        "model": params.model_dump(),
-        "asr": asr_options(temperatures=[str(temperature)], initial_prompt=prompt or None),
-        "vad": vad_options(),
+    task_params = full_params(
+        params,
+        asr_options(temperatures=[str(temperature)], initial_prompt=prompt or None),
+        vad_options(),
         # word timings cost an alignment pass: run it only when words are asked for, or when
         # speakers are, so that they are assigned word by word
-        "alignment": alignment_params(align="word" in granularities or diarize),
-        "diarization": diarization_params(
+        alignment_params(align="word" in granularities or diarize),
+        diarization_params(
             min_speakers=min_speakers,
             max_speakers=max_speakers,
             num_speakers=num_speakers,
             diarize=diarize,
         ),
-    }
+    )
     return Job(
         file, task, task_params, params.language, response_format, granularities, temperature
     )

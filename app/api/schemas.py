@@ -260,6 +260,19 @@ def diarization_params(
     }
 
 
+def full_params(
+    model: ModelParams, asr: dict, vad: dict, alignment: dict, diarization: dict
+) -> dict[str, Any]:
+    """The stored options of a full-pipeline task, as app.pipeline.run.full_process reads them."""
+    return {
+        "model": model.model_dump(),
+        "asr": asr,
+        "vad": vad,
+        "alignment": alignment,
+        "diarization": diarization,
+    }
+
+
 ModelDep = Annotated[ModelParams, Depends(model_params)]
 AsrDep = Annotated[dict[str, Any], Depends(asr_options)]
 VadDep = Annotated[dict[str, float], Depends(vad_options)]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, UploadFile
 
-from app.api.deps import QueueDep, SettingsDep, StoreDep
+from app.api.deps import QueueDep, SettingsDep
 from app.api.media import read_json, save_upload
 from app.api.schemas import (
     AlignDep,
@@ -32,7 +32,6 @@ MediaFile = Annotated[UploadFile, File(description="Audio or video file.")]
 @router.post("/transcribe", response_model=Response)
 def transcribe(
     settings: SettingsDep,
-    store: StoreDep,
     queue: QueueDep,
     model: ModelDep,
     asr: AsrDep,
@@ -42,7 +41,7 @@ def transcribe(
 ) -> Response:
     """Speech to text only. Result: `{segments: [{start, end, text}], language}`."""
     path, name, duration = save_upload(file, settings)
-    task = store.create(
+    identifier = queue.enqueue(
         TaskType.transcription,
         task_params={"model": model.model_dump(), "asr": asr, "vad": vad},
         file_name=name,
@@ -51,14 +50,12 @@ def transcribe(
         language=model.language,
         audio_duration=duration,
     )
-    queue.submit(task.identifier)
-    return Response(identifier=task.identifier)
+    return Response(identifier=identifier)
 
 
 @router.post("/align", response_model=Response)
 def align(
     settings: SettingsDep,
-    store: StoreDep,
     queue: QueueDep,
     alignment: AlignDep,
     transcript: JsonFile,
@@ -69,7 +66,7 @@ def align(
     audio. Result: segments with `words`, and `word_segments`; no word is dropped."""
     parsed = read_json(transcript, "transcript", TranscriptIn, settings)
     path, name, duration = save_upload(file, settings)
-    task = store.create(
+    identifier = queue.enqueue(
         TaskType.transcription_alignment,
         task_params={"alignment": alignment},
         file_name=name,
@@ -79,14 +76,12 @@ def align(
         language=parsed["language"],
         audio_duration=duration,
     )
-    queue.submit(task.identifier)
-    return Response(identifier=task.identifier)
+    return Response(identifier=identifier)
 
 
 @router.post("/diarize", response_model=Response)
 def diarize(
     settings: SettingsDep,
-    store: StoreDep,
     queue: QueueDep,
     diarization: DiarizeDep,
     file: MediaFile,
@@ -94,7 +89,7 @@ def diarize(
 ) -> Response:
     """Who spoke when. Result: `[{label, speaker, start, end}]`, speakers `SPEAKER_00`, …"""
     path, name, duration = save_upload(file, settings)
-    task = store.create(
+    identifier = queue.enqueue(
         TaskType.diarization,
         task_params={"diarization": diarization},
         file_name=name,
@@ -102,14 +97,12 @@ def diarize(
         callback_url=callback_url,
         audio_duration=duration,
     )
-    queue.submit(task.identifier)
-    return Response(identifier=task.identifier)
+    return Response(identifier=identifier)
 
 
 @router.post("/combine", response_model=Response)
 def combine(
     settings: SettingsDep,
-    store: StoreDep,
     queue: QueueDep,
     aligned_transcript: JsonFile,
     diarization_result: JsonFile,
@@ -118,7 +111,7 @@ def combine(
     """Give each segment and word of an aligned transcript its speaker from a diarization."""
     aligned = read_json(aligned_transcript, "aligned_transcript", AlignedTranscriptIn, settings)
     turns = read_json(diarization_result, "diarization_result", DiarizationIn, settings)
-    task = store.create(
+    identifier = queue.enqueue(
         TaskType.combine,
         task_params={},
         file_name=aligned_transcript.filename,
@@ -126,5 +119,4 @@ def combine(
         callback_url=callback_url,
         language=aligned.get("language"),
     )
-    queue.submit(task.identifier)
-    return Response(identifier=task.identifier)
+    return Response(identifier=identifier)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from app.api.deps import QueueDep, SettingsDep, StoreDep
+from app.api.deps import QueueDep, SettingsDep
 from app.api.media import download, save_upload
-from app.api.schemas import AlignDep, AsrDep, DiarizeDep, ModelDep, Response, VadDep
+from app.api.schemas import AlignDep, AsrDep, DiarizeDep, ModelDep, Response, VadDep, full_params
 from app.errors import ERROR_RESPONSES
 from app.store.models import TaskType
 
@@ -23,7 +23,6 @@ CallbackDep = Annotated[
 @router.post("/speech-to-text", response_model=Response)
 def speech_to_text(
     settings: SettingsDep,
-    store: StoreDep,
     queue: QueueDep,
     model: ModelDep,
     asr: AsrDep,
@@ -36,30 +35,21 @@ def speech_to_text(
     """Transcribe, align and diarize an uploaded file. Answers at once with the task's
     identifier; poll `GET /task/{identifier}` (or wait for the callback) for the result."""
     path, name, duration = save_upload(file, settings)
-    params = {
-        "model": model.model_dump(),
-        "asr": asr,
-        "vad": vad,
-        "alignment": alignment,
-        "diarization": diarization,
-    }
-    task = store.create(
+    identifier = queue.enqueue(
         TaskType.full_process,
-        task_params=params,
+        task_params=full_params(model, asr, vad, alignment, diarization),
         file_name=name,
         input_path=str(path),
         callback_url=callback_url,
         language=model.language,
         audio_duration=duration,
     )
-    queue.submit(task.identifier)
-    return Response(identifier=task.identifier)
+    return Response(identifier=identifier)
 
 
 @router.post("/speech-to-text-url", response_model=Response)
 def speech_to_text_url(
     settings: SettingsDep,
-    store: StoreDep,
     queue: QueueDep,
     model: ModelDep,
     asr: AsrDep,
@@ -71,16 +61,9 @@ def speech_to_text_url(
 ) -> Response:
     """Like /speech-to-text, with the file downloaded by the server from `url`."""
     path, name, duration = download(url, settings)
-    params = {
-        "model": model.model_dump(),
-        "asr": asr,
-        "vad": vad,
-        "alignment": alignment,
-        "diarization": diarization,
-    }
-    task = store.create(
+    identifier = queue.enqueue(
         TaskType.full_process,
-        task_params=params,
+        task_params=full_params(model, asr, vad, alignment, diarization),
         file_name=name,
         url=url,
         input_path=str(path),
@@ -88,5 +71,4 @@ def speech_to_text_url(
         language=model.language,
         audio_duration=duration,
     )
-    queue.submit(task.identifier)
-    return Response(identifier=task.identifier)
+    return Response(identifier=identifier)

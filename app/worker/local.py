@@ -6,8 +6,9 @@ import logging
 import queue
 import threading
 from pathlib import Path
+from typing import Any
 
-from app.store.models import TaskStatus
+from app.store.models import TaskStatus, TaskType
 from app.worker.job import NEEDS_AUDIO, Runtime, run_task
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,12 @@ class LocalQueue:
 
     def submit(self, identifier: str) -> None:
         self._ids.put(identifier)
+
+    def enqueue(self, task_type: TaskType, **fields: Any) -> str:
+        """Store a new task (queued) and hand its identifier to the workers."""
+        identifier = self.runtime.store.create(task_type, **fields).identifier
+        self.submit(identifier)
+        return identifier
 
     def start(self) -> None:
         self.recover()
