@@ -481,6 +481,7 @@ class WhisperAligner(_SegmentAligner):
         ]
         if words:
             snap_to_pauses(words, clip)
+            refine_boundaries(words, clip)
         return words
 
 
@@ -516,6 +517,52 @@ def snap_to_pauses(words: list[Word], clip: np.ndarray, min_pause: float = 0.1) 
         words[i + 1]["start"] = min(words[i + 1]["end"], end)
 
 
+def frame_energy(clip: np.ndarray, hop: int, width: int) -> np.ndarray:
+    """Log energy (dB) of `width`-sample frames centred every `hop` samples."""
+    n = len(clip) // hop
+    padded = np.pad(clip.astype(np.float64), (width // 2, width))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, width)[: n * hop : hop]
+    return 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+
+
+def refine_boundaries(
+    words: list[Word], clip: np.ndarray, reach: float = 0.2, min_word: float = 0.03
+) -> None:
+    """Move each boundary between two touching words (DTW's word edges: 20 ms steps, often
+    100-300 ms off) to the quietest point within `reach` s of it, slightly preferring nearer
+    points; a quiet run there (within 3 dB of its minimum) goes between the two words.
+    Boundaries `snap_to_pauses` put in a pause stay. Measured with whisper:base on synthetic
+    speech (bench/quality.py): median word-start error 70 -> under 10 ms on continuous speech,
+    120-150 -> under 10 ms with 30-80 ms gaps; sample.wav's utterance edges unchanged. Where DTW
+    is far off (tiny.en) the median still drops but the worst tenth gets worse."""
+    hop = SAMPLE_RATE // 200  # 5 ms steps, 10 ms frames
+    rate = SAMPLE_RATE / hop
+    db = frame_energy(clip, hop, 2 * hop)
+    n = len(db)
+    # each word keeps half its DTW length: a boundary that DTW put a word late would otherwise
+    # jump to the next word's end and squeeze the word between (seen with tiny.en)
+    keep = [max(min_word, (w["end"] - w["start"]) / 2) for w in words]
+    for i, (a, b) in enumerate(zip(words, words[1:], strict=False)):
+        if b["start"] - a["end"] > 0.05:
+            continue
+        centre = (a["end"] + b["start"]) / 2
+        lo, hi = max(a["start"] + keep[i], 0.0), b["end"] - keep[i + 1]
+        f0 = round(max(centre - reach, lo) * rate)
+        f1 = min(round(min(centre + reach, hi) * rate), n)
+        if f1 - f0 < 2:
+            continue
+        distance = np.abs(np.arange(f0, f1) / rate - centre)
+        k = f0 + int(np.argmin(db[f0:f1] + 5 * distance))  # 1 dB per 200 ms
+        quiet = db < db[k] + 3
+        first, last = k, k + 1
+        while first - 1 >= round(lo * rate) and quiet[first - 1]:
+            first -= 1
+        while last < min(round(hi * rate), n) and quiet[last]:
+            last += 1
+        a["end"] = max(a["start"], first / rate)
+        b["start"] = min(b["end"], last / rate)
+
+
 class PocketsphinxAligner(_SegmentAligner):
     """English HMM forced alignment with pocketsphinx's bundled en-us model and CMUdict. Words the
     dictionary lacks get a spelling-based pronunciation; a segment it cannot align is timed by
@@ -528,8 +575,12 @@ class PocketsphinxAligner(_SegmentAligner):
         from pocketsphinx import Decoder
 
         # dither: digital silence (exact zeros) derails the search; the wide word-exit beam
-        # keeps words the model finds unlikely (measured on synthetic speech)
-        self._decoder = Decoder(lm=None, loglevel="FATAL", dither=True, seed=1, wbeam=1e-80)
+        # keeps words the model finds unlikely; without the lattice best-path pass the search
+        # drops a segment's last word less often (synthetic speech: 14 of 36 clips handed to
+        # Whisper before, 6 after)
+        self._decoder = Decoder(
+            lm=None, loglevel="FATAL", dither=True, seed=1, wbeam=1e-80, bestpath=False
+        )
         self._lock = threading.Lock()  # a decoder runs one utterance at a time
         self._guessed: set[str] = set()
         self._fallback = fallback

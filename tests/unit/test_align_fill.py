@@ -7,6 +7,7 @@ from app.pipeline.align import (
     fill_words,
     guess_phones,
     number_words,
+    refine_boundaries,
     snap_to_pauses,
     spoken_words,
     word_spans,
@@ -166,6 +167,19 @@ def test_word_edges_move_out_of_pauses():
     words = [w("a", 0.0, 1.3), w("b", 1.3, 2.5)]
     snap_to_pauses(words, clip)
     assert times(words) == [(0.5, 1.0), (1.5, 2.0)]
+
+
+def test_touching_word_boundaries_move_to_the_quietest_point_near_them():
+    tone = 0.3 * np.sin(np.arange(SAMPLE_RATE) * 0.2).astype(np.float32)
+    tone[7200:7520] *= 0.01  # a dip at 0.45-0.47 s between two words
+    tone[12000:12160] *= 0.01  # a shorter dip at 0.75-0.76 s, too far from the boundary
+    clip = np.concatenate([tone, np.zeros(SAMPLE_RATE // 2, np.float32)])
+    words = [w("a", 0.0, 0.3), w("b", 0.3, 1.0), w("c", 1.2, 1.4)]
+    refine_boundaries(words, clip)
+    a, b, c = times(words)
+    assert a is not None and b is not None
+    assert a[1] == pytest.approx(0.45, abs=0.011) and b[0] == pytest.approx(0.47, abs=0.011)
+    assert b[1] == 1.0 and c == (1.2, 1.4)  # a boundary in a pause stays
 
 
 def test_timed_segments_are_split_into_sentences_with_their_words_and_chars():
