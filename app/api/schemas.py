@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, RootModel
+from pydantic import AfterValidator, BaseModel, Field, RootModel
 
 from app.errors import ServiceError
 from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
@@ -297,6 +297,10 @@ class DeleteResponse(BaseModel):
     message: str = "Task deleted"
 
 
+UtcDatetime = Annotated[datetime | None, AfterValidator(as_utc)]
+"""Stored times are UTC; SQLite returns them without a zone."""
+
+
 class TaskSummary(BaseModel):
     identifier: str
     status: TaskStatus
@@ -307,9 +311,9 @@ class TaskSummary(BaseModel):
     language: str | None
     error: str | None
     duration: float | None
-    start_time: datetime | None
-    end_time: datetime | None
-    created_at: datetime | None = None
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+    created_at: UtcDatetime = None
     stage: str | None = None
     progress: float | None = None
 
@@ -329,9 +333,9 @@ class TaskMetadata(BaseModel):
     duration: float | None
     """Seconds spent processing."""
     audio_duration: float | None
-    start_time: datetime | None
-    end_time: datetime | None
-    created_at: datetime | None = None
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+    created_at: UtcDatetime = None
     stage: str | None = None
     """Current stage: starting, transcribing, aligning, diarizing, combining, done, failed."""
     progress: float | None = None
@@ -353,48 +357,14 @@ class TaskResult(BaseModel):
 
 
 def task_summary(task: Task) -> TaskSummary:
-    return TaskSummary(
-        identifier=task.identifier,
-        status=task.status,
-        task_type=task.task_type,
-        file_name=task.file_name,
-        url=task.url,
-        audio_duration=task.audio_duration,
-        language=task.language,
-        error=task.error,
-        duration=task.duration,
-        start_time=as_utc(task.start_time),
-        end_time=as_utc(task.end_time),
-        created_at=as_utc(task.created_at),
-        stage=task.stage,
-        progress=task.progress,
-    )
+    return TaskSummary.model_validate(task, from_attributes=True)
 
 
 def task_result(task: Task, queue_position: int | None = None) -> TaskResult:
-    return TaskResult(
-        status=task.status,
-        result=task.result,
-        error=task.error,
-        metadata=TaskMetadata(
-            task_type=task.task_type,
-            task_params=task.task_params,
-            language=task.language,
-            file_name=task.file_name,
-            url=task.url,
-            callback_url=task.callback_url,
-            duration=task.duration,
-            audio_duration=task.audio_duration,
-            start_time=as_utc(task.start_time),
-            end_time=as_utc(task.end_time),
-            created_at=as_utc(task.created_at),
-            stage=task.stage,
-            progress=task.progress,
-            queue_position=queue_position,
-            processing=task.info or {},
-            webhook=task.webhook,
-        ),
+    metadata = TaskMetadata.model_validate(task, from_attributes=True).model_copy(
+        update={"queue_position": queue_position, "processing": task.info or {}}
     )
+    return TaskResult(status=task.status, result=task.result, error=task.error, metadata=metadata)
 
 
 class _Open(BaseModel):
