@@ -63,11 +63,13 @@ class LocalQueue:
             )
             if task.cancel_requested:
                 store.fail_cancelled(task.identifier)
+                self.runtime.task_ended(task.identifier)
                 continue
             if missing:
                 store.fail(
                     task.identifier, "interrupted: the service restarted and the input file is gone"
                 )
+                self.runtime.task_ended(task.identifier)
                 continue
             if task.status == TaskStatus.processing:
                 store.requeue(task.identifier)
