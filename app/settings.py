@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -115,7 +114,3 @@ class Settings(BaseSettings):
         if self.batch_size is None:
             self.batch_size = 8 if self.device == "cuda" else 2
         return self
-
-    @cached_property
-    def database_is_sqlite(self) -> bool:
-        return self.db_url.startswith("sqlite")

@@ -7,6 +7,7 @@ import ctypes.util
 import functools
 import math
 import re
+import struct
 import subprocess
 import threading
 from pathlib import Path
@@ -207,3 +208,9 @@ def espeak_word_by_word(
         at += audio.size + gap
     parts.append(np.zeros(int(lead * 16000), np.float32))
     return np.concatenate(parts), truth
+
+
+def empty_wav() -> bytes:
+    """A valid 16 kHz mono WAV header with no samples: it probes as audio, decodes to nothing."""
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+    return b"RIFF" + struct.pack("<I", 36) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", 0)

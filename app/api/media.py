@@ -182,8 +182,3 @@ def read_json(
         raise RequestValidationError(
             [{**e, "loc": ("body", field, *e["loc"])} for e in exc.errors(include_url=False)]
         ) from None
-
-
-def remove(path: Path | None) -> None:
-    if path is not None:
-        path.unlink(missing_ok=True)

@@ -190,11 +190,6 @@ class ModelCache:
             _free_device_memory()
         return stale
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-        _free_device_memory()
-
 
 def _free_device_memory() -> None:
     import gc

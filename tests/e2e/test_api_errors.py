@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.e2e.conftest import wait
+from tests.speech import empty_wav
 
 
 def _envelope(response, status: int, code: str) -> str:
@@ -116,16 +117,7 @@ def test_malformed_json_on_combine_is_a_422(client):
 
 
 def test_a_file_with_no_samples_fails_the_task_with_a_reason(client):
-    import struct
-
-    header = (
-        b"RIFF"
-        + struct.pack("<I", 36)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
-    )
-    empty_wav = header + b"data" + struct.pack("<I", 0)
-    response = client.post("/service/transcribe", files={"file": ("empty.wav", empty_wav)})
+    response = client.post("/service/transcribe", files={"file": ("empty.wav", empty_wav())})
     assert response.status_code == 200
     task = wait(client, response.json()["identifier"])
     assert task["status"] == "failed"

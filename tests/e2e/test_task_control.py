@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import wait
+from tests.speech import empty_wav
 
 
 @pytest.fixture
@@ -102,17 +103,9 @@ def test_webhooks_are_signed_and_retried(client, settings, sample_wav, local_ser
 
 def test_a_failed_task_also_fires_its_webhook(client, settings, local_server):
     settings.allow_private_urls = True
-    import struct
-
-    header = (
-        b"RIFF"
-        + struct.pack("<I", 36)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
-    )
     identifier = client.post(
         f"/service/transcribe?callback_url={local_server.url}/hook",
-        files={"file": ("empty.wav", header + b"data" + struct.pack("<I", 0))},
+        files={"file": ("empty.wav", empty_wav())},
     ).json()["identifier"]
     assert wait(client, identifier)["status"] == "failed"
     deadline = time.monotonic() + 30
