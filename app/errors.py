@@ -56,12 +56,13 @@ HTTP_CODES = {
     415: "UNSUPPORTED_MEDIA",
     429: "TOO_MANY_REQUESTS",
     503: "UNAVAILABLE",
+    507: "INSUFFICIENT_STORAGE",
 }
 
 ERROR_RESPONSES: dict[int | str, dict] = {
     code: {"model": ErrorResponse, "description": name.replace("_", " ").capitalize()}
     for code, name in HTTP_CODES.items()
-    if code in (400, 404, 409, 413, 415)
+    if code in (400, 401, 403, 404, 409, 413, 415, 429, 507)
 }
 """OpenAPI documentation of the envelope, attached to every router."""
 
@@ -83,23 +84,52 @@ def install(app: FastAPI) -> None:
         return envelope(500, "INTERNAL_ERROR", "Internal server error; the log has the details.")
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while the body streams in, once it passes the limit (also for chunked bodies
+    that declare no length); FastAPI passes HTTP exceptions from body parsing through."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            413,
+            f"The request body is larger than the limit of {max_bytes >> 20} MiB (MAX_UPLOAD_MB).",
+        )
+
+
 class BodyLimit:
-    """Answer 413 before reading a body whose declared length exceeds the upload limit
-    (plus 1 MiB for multipart headers and form fields)."""
+    """Answer 413 for a body over the upload limit (plus 1 MiB for multipart headers and form
+    fields): at once when its declared length says so, else as soon as that many bytes came."""
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.limit = max_bytes + (1 << 20)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if length.isdigit() and int(length) > self.max_bytes + (1 << 20):
-                mib = self.max_bytes >> 20
-                response = envelope(
-                    413,
-                    "PAYLOAD_TOO_LARGE",
-                    f"The request body is larger than the limit of {mib} MiB (MAX_UPLOAD_MB).",
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            exc = BodyTooLarge(self.max_bytes)
+            await envelope(413, "PAYLOAD_TOO_LARGE", exc.detail)(scope, receive, send)
+            return
+        received, started = 0, False
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracked_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except BodyTooLarge as exc:  # raised outside FastAPI's handlers (e.g. a plain route)
+            if not started:
+                await envelope(413, "PAYLOAD_TOO_LARGE", exc.detail)(scope, receive, send)

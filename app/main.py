@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app import errors
 from app.api import health, models, openai, services, speech, tasks
+from app.auth import Guard
+from app.net import RedactAccessLog
 from app.pipeline.models import ModelCache
 from app.settings import Settings
 from app.store.db import make_engine
@@ -32,6 +34,9 @@ def _configure_logging(settings: Settings) -> None:
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     level = "DEBUG" if settings.dev else settings.log_level.upper()
     logging.getLogger("app").setLevel(level)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactAccessLog) for f in access.filters):
+        access.addFilter(RedactAccessLog())  # callback URLs in query strings may hold tokens
     if settings.filter_warning:
         for module in (
             "pyannote",
@@ -78,6 +83,7 @@ def create_app(settings: Settings | None = None, cache: ModelCache | None = None
     app.state.runtime = runtime
     errors.install(app)
     app.add_middleware(errors.BodyLimit, max_bytes=settings.max_upload_mb << 20)
+    app.add_middleware(Guard, settings=settings)  # outermost: 401/429 before any body is read
     for module in (speech, services, tasks, models, health, openai):
         app.include_router(module.router)
     return app

@@ -98,6 +98,27 @@ class Settings(BaseSettings):
     allow_private_urls: bool = False
     """Let URL input and webhooks reach private/loopback addresses (tests and trusted networks)."""
 
+    max_json_mb: int = Field(default=64, ge=1)
+    """Largest JSON input (transcript, diarization) of /service/align and /service/combine, in MiB."""
+    decode_timeout_seconds: float = Field(default=900, gt=0)
+    """Time allowed to decode one file; a file that takes longer fails as corrupt."""
+    decode_memory_mb: int = Field(default=4096, ge=256)
+    """Address-space limit of each ffmpeg/ffprobe process, so a hostile file cannot exhaust memory."""
+    min_free_disk_mb: int = Field(default=1024, ge=0)
+    """Refuse uploads and downloads (507) when the media folder's disk has less free space."""
+    media_quota_mb: int = Field(default=0, ge=0)
+    """Most space stored media may take, in MiB (507 beyond it); 0 = bounded by free disk only."""
+    media_retention_seconds: int = Field(default=0, ge=0)
+    """Keep a task's input media this long after it ends (0: delete it when the task ends)."""
+    result_retention_hours: float = Field(default=0, ge=0)
+    """Delete ended tasks and their results this long after they end; 0 keeps them."""
+    api_keys: str | None = None
+    """Comma-separated API keys. When set, every endpoint but /health and the docs needs
+    `Authorization: Bearer <key>`, and each key sees only its own tasks. Empty: no auth."""
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    """Requests per minute per API key (per client address without auth); beyond it 429 with
+    `Retry-After`. 0: unlimited."""
+
     @field_validator("default_lang", mode="before")
     @classmethod
     def _auto_is_none(cls, value: object) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, RootModel, ValidationError
 
 from app.errors import ServiceError
-from app.net import BlockedURL, check_url
+from app.net import BlockedURL, check_url, pinned_request
 from app.pipeline.audio import AudioError, probe_duration
 from app.settings import Settings
 
@@ -51,18 +52,58 @@ def _new_path(settings: Settings, name: str) -> Path:
     return settings.media_dir / f"{uuid.uuid4()}{suffix}"
 
 
-def check_media(path: Path, name: str) -> float | None:
-    """Accept a file by its content: known extensions and anything else ffprobe finds audio in.
-    Returns the duration when the container states it. Deletes the file when refusing it."""
+class _Room:
+    """How many bytes may still be stored: the size limit, the media quota and the free space
+    the disk must keep (MIN_FREE_DISK_MB); `add` raises 413 or 507 once a chunk passes them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings, self.size = settings, 0
+        self.limit = settings.max_upload_mb * CHUNK
+        room = shutil.disk_usage(settings.media_dir).free - settings.min_free_disk_mb * CHUNK
+        if settings.media_quota_mb:
+            used = sum(f.stat().st_size for f in settings.media_dir.iterdir() if f.is_file())
+            room = min(room, settings.media_quota_mb * CHUNK - used)
+        self.room = room
+        if room <= 0:
+            raise self._full()
+
+    def _full(self) -> ServiceError:
+        return ServiceError(
+            507,
+            "INSUFFICIENT_STORAGE",
+            "The server has no room for more media right now (MIN_FREE_DISK_MB, MEDIA_QUOTA_MB); "
+            "retry when running tasks have finished.",
+        )
+
+    def add(self, n: int) -> None:
+        self.size += n
+        if self.size > self.limit:
+            raise _too_large(self.settings)
+        if self.size > self.room:
+            raise self._full()
+
+
+def check_media(path: Path, name: str, settings: Settings) -> float | None:
+    """Accept a file by its content: known extensions and anything else ffprobe finds audio in,
+    no longer than MAX_AUDIO_SECONDS where the container states its duration (the decoder
+    enforces the limit where it does not). Deletes the file when refusing it."""
     try:
         if path.stat().st_size == 0:
             raise ServiceError(
                 400, "EMPTY_FILE", f"'{name}' is empty: upload a file that contains audio."
             )
         try:
-            return probe_duration(path)
+            duration = probe_duration(path, memory_mb=settings.decode_memory_mb)
         except AudioError as exc:
             raise ServiceError(415, "UNSUPPORTED_MEDIA", f"'{name}': {exc}") from None
+        if duration is not None and duration > settings.max_audio_seconds:
+            raise ServiceError(
+                413,
+                "AUDIO_TOO_LONG",
+                f"'{name}' is {duration:.0f} s long; the limit is {settings.max_audio_seconds} s "
+                "(MAX_AUDIO_SECONDS). Split it into shorter files.",
+            )
+        return duration
     except ServiceError:
         path.unlink(missing_ok=True)
         raise
@@ -74,19 +115,17 @@ def save_upload(upload: UploadFile, settings: Settings) -> tuple[Path, str, floa
     suffix = Path(name).suffix.lower()
     known = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
     path = _new_path(settings, name)
-    limit, size = settings.max_upload_mb * CHUNK, 0
     try:
+        room = _Room(settings)
         with open(path, "wb") as out:
             while chunk := upload.file.read(CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(settings)
+                room.add(len(chunk))
                 out.write(chunk)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     try:
-        duration = check_media(path, name)
+        duration = check_media(path, name, settings)
     except ServiceError as exc:
         if suffix and suffix not in known and exc.code == "UNSUPPORTED_MEDIA":
             exc.message = (
@@ -105,21 +144,37 @@ def _check_public(url: str, settings: Settings) -> None:
 
 
 def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
-    """Fetch `url` into the media folder with the upload size limit and a time limit."""
-    parsed = urlparse(url)
+    """Fetch `url` into the media folder within the upload size limit and DOWNLOAD_TIMEOUT_SECONDS,
+    connecting only to checked public addresses (each redirect checked again)."""
     _check_public(url, settings)
-    name = Path(parsed.path).name or "download"
+    name = Path(urlparse(url).path).name or "download"
     path = _new_path(settings, name)
-    limit, size = settings.max_upload_mb * CHUNK, 0
-    deadline = time.monotonic() + settings.download_timeout_seconds
+    timeout = settings.download_timeout_seconds
+    deadline = time.monotonic() + timeout
+    too_slow = ServiceError(
+        400,
+        "DOWNLOAD_FAILED",
+        f"Downloading the URL took longer than {timeout:.0f} s (DOWNLOAD_TIMEOUT_SECONDS).",
+    )
     current = url
     try:
-        with httpx.Client(timeout=httpx.Timeout(30, read=60), follow_redirects=False) as client:
+        room = _Room(settings)
+        with httpx.Client(timeout=httpx.Timeout(min(30, timeout), read=min(60, timeout))) as client:
             for _ in range(5):
-                _check_public(current, settings)  # every redirect is checked again
-                with client.stream("GET", current) as response:
+                try:
+                    request = pinned_request(
+                        client,
+                        "GET",
+                        current,
+                        settings.allow_private_urls,
+                        headers={"accept-encoding": "identity"},  # stored as sent: no inflating
+                    )
+                except BlockedURL as exc:  # every redirect is checked again
+                    raise ServiceError(400, "BAD_URL", str(exc)) from None
+                response = client.send(request, stream=True)
+                try:
                     if response.is_redirect and "location" in response.headers:
-                        current = str(response.url.join(response.headers["location"]))
+                        current = str(httpx.URL(current).join(response.headers["location"]))
                         continue
                     if not response.is_success:
                         raise ServiceError(
@@ -127,24 +182,24 @@ def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
                             "DOWNLOAD_FAILED",
                             f"Downloading the URL failed with HTTP {response.status_code}.",
                         )
-                    if int(response.headers.get("content-length") or 0) > limit:
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > room.limit:
                         raise _too_large(settings)
                     with open(path, "wb") as out:
-                        for chunk in response.iter_bytes(CHUNK):
-                            size += len(chunk)
-                            if size > limit:
-                                raise _too_large(settings)
+                        for chunk in response.iter_raw(CHUNK):
+                            room.add(len(chunk))
                             if time.monotonic() > deadline:
-                                raise ServiceError(
-                                    400,
-                                    "DOWNLOAD_FAILED",
-                                    f"Downloading the URL took longer than {settings.download_timeout_seconds:.0f} s (DOWNLOAD_TIMEOUT_SECONDS).",
-                                )
+                                raise too_slow
                             out.write(chunk)
                     break
+                finally:
+                    response.close()
             else:
                 raise ServiceError(400, "DOWNLOAD_FAILED", "The URL redirects too many times.")
-    except httpx.HTTPError as exc:
+    except httpx.TimeoutException:
+        path.unlink(missing_ok=True)
+        raise too_slow from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         path.unlink(missing_ok=True)
         raise ServiceError(
             400, "DOWNLOAD_FAILED", f"Downloading the URL failed ({type(exc).__name__})."
@@ -152,7 +207,7 @@ def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return path, name, check_media(path, name)
+    return path, name, check_media(path, name, settings)
 
 
 def read_json(
@@ -160,11 +215,26 @@ def read_json(
 ) -> Any:
     """Parse an uploaded JSON file and check its shape; bad input is a 422 naming the field,
     in FastAPI's validation format."""
-    data = upload.file.read(settings.max_upload_mb * CHUNK + 1)
-    if len(data) > settings.max_upload_mb * CHUNK:
-        raise _too_large(settings)
+    data = upload.file.read(settings.max_json_mb * CHUNK + 1)
+    if len(data) > settings.max_json_mb * CHUNK:
+        raise ServiceError(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"'{field}' is larger than the limit of {settings.max_json_mb} MiB (MAX_JSON_MB).",
+        )
     try:
         value = json.loads(data)
+    except RecursionError:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", field),
+                    "input": None,
+                    "msg": f"'{field}' is nested too deeply.",
+                }
+            ]
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestValidationError(
             [

@@ -8,9 +8,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from app.api.deps import RuntimeDep, SettingsDep
+from app.errors import ERROR_RESPONSES
 from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
 
-router = APIRouter(tags=["Models"])
+router = APIRouter(tags=["Models"], responses=ERROR_RESPONSES)
 
 
 class ModelInfo(BaseModel):

@@ -29,6 +29,7 @@ from app.api.schemas import (
     model_params,
     vad_options,
 )
+from app.auth import Owner
 from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError, envelope, task_not_found
 from app.pipeline.formats import render, words_of
 from app.settings import Settings
@@ -336,12 +337,13 @@ async def create_transcription(
     store: StoreDep,
     queue: QueueDep,
     runtime: RuntimeDep,
+    owner: Owner,
 ) -> Response:
     """Transcribe audio, as OpenAI's endpoint does, and answer when done (synchronously).
     Runs as an ordinary `full_process` task on the service's workers, so it queues behind
     other tasks and is listed by `GET /task/all`; the `X-Task-Identifier` header names it.
     Words are aligned only when `word` timestamps or speakers are asked for."""
-    task = await _run(job, settings, store, queue, runtime)
+    task = await _run(job, settings, store, queue, runtime, owner)
     return _answer(task, job)
 
 
@@ -356,14 +358,15 @@ async def create_translation(
     store: StoreDep,
     queue: QueueDep,
     runtime: RuntimeDep,
+    owner: Owner,
 ) -> Response:
     """Translate speech in any language into English text, as OpenAI's endpoint does, and
     answer when done. Needs a multilingual model (`whisper-1`/`base`, not a `.en` one)."""
-    task = await _run(job, settings, store, queue, runtime)
+    task = await _run(job, settings, store, queue, runtime, owner)
     return _answer(task, job)
 
 
-def _create(job: Job, settings: Settings, store: TaskStore) -> str:
+def _create(job: Job, settings: Settings, store: TaskStore, owner: str | None) -> str:
     path, name, duration = save_upload(job.file, settings)
     task = store.create(
         TaskType.full_process,
@@ -372,15 +375,21 @@ def _create(job: Job, settings: Settings, store: TaskStore) -> str:
         input_path=str(path),
         language=job.language,
         audio_duration=duration,
+        owner=owner,
     )
     return task.identifier
 
 
 async def _run(
-    job: Job, settings: Settings, store: TaskStore, queue: LocalQueue, runtime: Runtime
+    job: Job,
+    settings: Settings,
+    store: TaskStore,
+    queue: LocalQueue,
+    runtime: Runtime,
+    owner: str | None,
 ) -> Task:
     """Queue the job as a task and wait for it to end (or for WAIT_SECONDS)."""
-    identifier = await run_in_threadpool(_create, job, settings, store)
+    identifier = await run_in_threadpool(_create, job, settings, store, owner)
     event = runtime.finished.watch(identifier)  # before the task can end
     try:
         queue.submit(identifier)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, Field, RootModel
 
 from app.errors import ServiceError
+from app.net import redact_url
 from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
 from app.settings import cuda_available
 from app.store.models import Task, TaskStatus, TaskType
@@ -299,6 +300,8 @@ class DeleteResponse(BaseModel):
 
 UtcDatetime = Annotated[datetime | None, AfterValidator(as_utc)]
 """Stored times are UTC; SQLite returns them without a zone."""
+RedactedUrl = Annotated[str | None, AfterValidator(redact_url)]
+"""URLs are shown without passwords and token-like query values (presigned links)."""
 
 
 class TaskSummary(BaseModel):
@@ -306,7 +309,7 @@ class TaskSummary(BaseModel):
     status: TaskStatus
     task_type: TaskType
     file_name: str | None
-    url: str | None
+    url: RedactedUrl
     audio_duration: float | None
     language: str | None
     error: str | None
@@ -328,8 +331,8 @@ class TaskMetadata(BaseModel):
     task_params: dict[str, Any]
     language: str | None
     file_name: str | None
-    url: str | None
-    callback_url: str | None
+    url: RedactedUrl
+    callback_url: RedactedUrl
     duration: float | None
     """Seconds spent processing."""
     audio_duration: float | None

@@ -19,6 +19,7 @@ from app.api.schemas import (
     TranscriptIn,
     VadDep,
 )
+from app.auth import Owner
 from app.errors import ERROR_RESPONSES
 from app.store.models import TaskType
 
@@ -33,6 +34,7 @@ MediaFile = Annotated[UploadFile, File(description="Audio or video file.")]
 def transcribe(
     settings: SettingsDep,
     queue: QueueDep,
+    owner: Owner,
     model: ModelDep,
     asr: AsrDep,
     vad: VadDep,
@@ -43,6 +45,7 @@ def transcribe(
     path, name, duration = save_upload(file, settings)
     identifier = queue.enqueue(
         TaskType.transcription,
+        owner=owner,
         task_params={"model": model.model_dump(), "asr": asr, "vad": vad},
         file_name=name,
         input_path=str(path),
@@ -57,6 +60,7 @@ def transcribe(
 def align(
     settings: SettingsDep,
     queue: QueueDep,
+    owner: Owner,
     alignment: AlignDep,
     transcript: JsonFile,
     file: MediaFile,
@@ -68,6 +72,7 @@ def align(
     path, name, duration = save_upload(file, settings)
     identifier = queue.enqueue(
         TaskType.transcription_alignment,
+        owner=owner,
         task_params={"alignment": alignment},
         file_name=name,
         input_path=str(path),
@@ -83,6 +88,7 @@ def align(
 def diarize(
     settings: SettingsDep,
     queue: QueueDep,
+    owner: Owner,
     diarization: DiarizeDep,
     file: MediaFile,
     callback_url: CallbackDep = None,
@@ -91,6 +97,7 @@ def diarize(
     path, name, duration = save_upload(file, settings)
     identifier = queue.enqueue(
         TaskType.diarization,
+        owner=owner,
         task_params={"diarization": diarization},
         file_name=name,
         input_path=str(path),
@@ -104,6 +111,7 @@ def diarize(
 def combine(
     settings: SettingsDep,
     queue: QueueDep,
+    owner: Owner,
     aligned_transcript: JsonFile,
     diarization_result: JsonFile,
     callback_url: CallbackDep = None,
@@ -113,6 +121,7 @@ def combine(
     turns = read_json(diarization_result, "diarization_result", DiarizationIn, settings)
     identifier = queue.enqueue(
         TaskType.combine,
+        owner=owner,
         task_params={},
         file_name=aligned_transcript.filename,
         inputs={"aligned_transcript": aligned, "diarization_result": turns},

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from app.api.deps import QueueDep, SettingsDep
 from app.api.media import download, save_upload
 from app.api.schemas import AlignDep, AsrDep, DiarizeDep, ModelDep, Response, VadDep, full_params
+from app.auth import Owner
 from app.errors import ERROR_RESPONSES
 from app.store.models import TaskType
 
@@ -24,6 +25,7 @@ CallbackDep = Annotated[
 def speech_to_text(
     settings: SettingsDep,
     queue: QueueDep,
+    owner: Owner,
     model: ModelDep,
     asr: AsrDep,
     vad: VadDep,
@@ -37,6 +39,7 @@ def speech_to_text(
     path, name, duration = save_upload(file, settings)
     identifier = queue.enqueue(
         TaskType.full_process,
+        owner=owner,
         task_params=full_params(model, asr, vad, alignment, diarization),
         file_name=name,
         input_path=str(path),
@@ -51,6 +54,7 @@ def speech_to_text(
 def speech_to_text_url(
     settings: SettingsDep,
     queue: QueueDep,
+    owner: Owner,
     model: ModelDep,
     asr: AsrDep,
     vad: VadDep,
@@ -63,6 +67,7 @@ def speech_to_text_url(
     path, name, duration = download(url, settings)
     identifier = queue.enqueue(
         TaskType.full_process,
+        owner=owner,
         task_params=full_params(model, asr, vad, alignment, diarization),
         file_name=name,
         url=url,

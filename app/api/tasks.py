@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import RuntimeDep, StoreDep
+from app.api.deps import RuntimeDep, SettingsDep, StoreDep
 from app.api.schemas import (
     CancelResponse,
     DeleteResponse,
@@ -19,9 +19,11 @@ from app.api.schemas import (
     task_result,
     task_summary,
 )
+from app.auth import Owner, check_owner
 from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError, task_not_found
 from app.pipeline.formats import MEDIA_TYPES, render
 from app.store.models import Task, TaskStatus, TaskType
+from app.store.tasks import TaskStore
 
 router = APIRouter(prefix="/task", tags=["Tasks Management"], responses=ERROR_RESPONSES)
 
@@ -29,6 +31,7 @@ router = APIRouter(prefix="/task", tags=["Tasks Management"], responses=ERROR_RE
 @router.get("/all", response_model=TaskList)
 def list_tasks(
     store: StoreDep,
+    owner: Owner,
     limit: Annotated[
         int | None, Query(ge=1, le=1000, description="At most this many tasks.")
     ] = None,
@@ -36,8 +39,11 @@ def list_tasks(
     status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
     task_type: Annotated[TaskType | None, Query(description="Only tasks of this type.")] = None,
 ) -> TaskList:
-    """Every task, newest first, with `total` = how many match the filters."""
-    tasks, total = store.list_tasks(limit=limit, offset=offset, status=status, task_type=task_type)
+    """Every task (with API keys: the caller's), newest first, with `total` = how many match
+    the filters."""
+    tasks, total = store.list_tasks(
+        limit=limit, offset=offset, status=status, task_type=task_type, owner=owner
+    )
     return TaskList(tasks=[task_summary(t) for t in tasks], total=total)
 
 
@@ -56,6 +62,7 @@ async def get_task(
     identifier: str,
     store: StoreDep,
     runtime: RuntimeDep,
+    owner: Owner,
     format: Annotated[
         Literal["json", "srt", "vtt", "txt", "tsv", "rttm"] | None,
         Query(
@@ -78,6 +85,7 @@ async def get_task(
         task = await run_in_threadpool(store.get, identifier)
         if task is None:
             raise task_not_found(identifier)
+        check_owner(task, owner)
         if event is not None and task.status in (TaskStatus.queued, TaskStatus.processing):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), wait)
@@ -110,10 +118,13 @@ def _rendered(task: Task, fmt: str) -> Response:
 
 
 @router.post("/{identifier}/cancel", response_model=CancelResponse)
-def cancel_task(identifier: str, store: StoreDep, runtime: RuntimeDep) -> CancelResponse:
+def cancel_task(
+    identifier: str, store: StoreDep, runtime: RuntimeDep, settings: SettingsDep, owner: Owner
+) -> CancelResponse:
     """Stop a queued or processing task. It ends as `failed` with the error `cancelled: …`
     (a running task stops at its next progress step, within seconds, and frees its worker).
     A task that already ended is a 409."""
+    _owned(store, identifier, owner)
     before = store.cancel(identifier)
     if before is None:
         raise task_not_found(identifier)
@@ -121,7 +132,7 @@ def cancel_task(identifier: str, store: StoreDep, runtime: RuntimeDep) -> Cancel
         raise ServiceError(409, "TASK_FINISHED", f"Task {identifier} already ended ({before}).")
     if before == TaskStatus.queued:  # no worker will touch it: its input is ours to delete
         task = store.get(identifier)
-        if task is not None and task.input_path:
+        if task is not None and task.input_path and not settings.media_retention_seconds:
             Path(task.input_path).unlink(missing_ok=True)
         runtime.task_ended(identifier)
     return CancelResponse(identifier=identifier)
@@ -129,11 +140,20 @@ def cancel_task(identifier: str, store: StoreDep, runtime: RuntimeDep) -> Cancel
 
 @router.delete("/{identifier}/delete", response_model=DeleteResponse)
 @router.delete("/{identifier}", response_model=DeleteResponse)
-def delete_task(identifier: str, store: StoreDep) -> DeleteResponse:
+def delete_task(identifier: str, store: StoreDep, owner: Owner) -> DeleteResponse:
     """Delete a task and its stored input."""
+    _owned(store, identifier, owner)
     task = store.delete(identifier)
     if task is None:
         raise task_not_found(identifier)
     if task.input_path:
         Path(task.input_path).unlink(missing_ok=True)
     return DeleteResponse(identifier=identifier)
+
+
+def _owned(store: TaskStore, identifier: str, owner: str | None) -> None:
+    if owner is not None:
+        task = store.get(identifier)
+        if task is None:
+            raise task_not_found(identifier)
+        check_owner(task, owner)

@@ -23,7 +23,16 @@ def _ffmpeg() -> str:
     return exe
 
 
-def probe_duration(path: Path, timeout: float = 30) -> float | None:
+def _limited(memory_mb: int | None) -> list[str]:
+    """Command prefix capping a child's address space (util-linux `prlimit`), so a hostile
+    file cannot make ffmpeg exhaust the host's memory."""
+    exe = shutil.which("prlimit")
+    if memory_mb is None or exe is None:
+        return []
+    return [exe, f"--as={memory_mb << 20}", "--"]
+
+
+def probe_duration(path: Path, timeout: float = 30, memory_mb: int | None = None) -> float | None:
     """Duration in seconds from the container header, or None when it does not say."""
     exe = shutil.which("ffprobe")
     if exe is None:
@@ -31,6 +40,7 @@ def probe_duration(path: Path, timeout: float = 30) -> float | None:
     try:
         out = subprocess.run(
             [
+                *_limited(memory_mb),
                 exe,
                 "-v",
                 "error",
@@ -57,12 +67,18 @@ def probe_duration(path: Path, timeout: float = 30) -> float | None:
         return None
 
 
-def decode_audio(path: Path, max_seconds: float | None = None, timeout: float = 600) -> np.ndarray:
+def decode_audio(
+    path: Path,
+    max_seconds: float | None = None,
+    timeout: float = 600,
+    memory_mb: int | None = None,
+) -> np.ndarray:
     """Decode the first audio stream of `path` (any container ffmpeg reads; video keeps only its
     sound) to mono float32 samples at 16 kHz. Raises AudioError with a readable reason."""
     if not path.is_file() or path.stat().st_size == 0:
         raise AudioError("The file is empty: upload a file that contains audio.")
     cmd = [
+        *_limited(memory_mb),
         _ffmpeg(),
         "-nostdin",
         "-v",

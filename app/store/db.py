@@ -1,18 +1,27 @@
-"""Database engine: SQLite (WAL, busy timeout) by default, any SQLAlchemy URL otherwise."""
+"""Database engine (SQLite with WAL and a busy timeout by default, PostgreSQL or any SQLAlchemy
+URL otherwise) and its schema, kept current by Alembic migrations at start-up."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+FIRST_RELEASE = "0001"
 
 
 def make_engine(db_url: str) -> Engine:
     url = make_url(db_url)
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # one connection per request thread (AnyIO's pool has 40) plus workers and webhooks
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=20, max_overflow=40, pool_timeout=60
+        )
     if url.database and url.database != ":memory:":
         Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -29,3 +38,18 @@ def make_engine(db_url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema. A database the first release created (tables,
+    no Alembic version) is stamped as that release, then upgraded."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # several processes may start at once
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(461803)")
+        config.attributes["connection"] = conn
+        tables = inspect(conn).get_table_names()
+        if "tasks" in tables and "alembic_version" not in tables:
+            command.stamp(config, FIRST_RELEASE)
+        command.upgrade(config, "head")

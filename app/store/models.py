@@ -103,5 +103,10 @@ class Task(Base):
     webhook: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, comment="Outcome of the callback delivery: status, attempts, last error."
     )
+    owner: Mapped[str | None] = mapped_column(
+        String(64),
+        index=True,
+        comment="Fingerprint (SHA-256 prefix) of the API key that submitted the task; empty when auth is off. Never the key itself.",
+    )
 
     __table_args__ = (Index("ix_tasks_status_created", "status", "created_at"),)

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import sessionmaker
 
-from app.store.models import Base, Task, TaskStatus, TaskType
+from app.store.db import migrate
+from app.store.models import Task, TaskStatus, TaskType
 
 CANCELLED = "cancelled: stopped at the user's request"
 
@@ -31,7 +32,7 @@ class TaskStore:
         self.session = sessionmaker(engine, expire_on_commit=False)
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        migrate(self.engine)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -50,6 +51,7 @@ class TaskStore:
         language: str | None = None,
         audio_duration: float | None = None,
         identifier: str | None = None,
+        owner: str | None = None,
     ) -> Task:
         task = Task(
             identifier=identifier or str(uuid.uuid4()),
@@ -66,6 +68,7 @@ class TaskStore:
             info={},
             progress=0.0,
             created_at=now(),
+            owner=owner,
         )
         with self.session.begin() as s:
             s.add(task)
@@ -82,10 +85,13 @@ class TaskStore:
         offset: int = 0,
         status: TaskStatus | None = None,
         task_type: TaskType | None = None,
+        owner: str | None = None,
     ) -> tuple[list[Task], int]:
-        """Tasks newest first, and how many match in all."""
+        """Tasks newest first, and how many match in all; only `owner`'s when given."""
         query = select(Task)
         count = select(func.count()).select_from(Task)
+        if owner is not None:
+            query, count = query.where(Task.owner == owner), count.where(Task.owner == owner)
         if status is not None:
             query, count = query.where(Task.status == status), count.where(Task.status == status)
         if task_type is not None:
@@ -223,3 +229,26 @@ class TaskStore:
             stage=None,
             progress=0.0,
         )
+
+    def media_in_use(self, ended_after: datetime) -> set[str]:
+        """Input files still needed: those of unfinished tasks and of tasks that ended after
+        `ended_after` (MEDIA_RETENTION_SECONDS)."""
+        unfinished = Task.status.in_([TaskStatus.queued, TaskStatus.processing])
+        with self.session() as s:
+            paths = s.scalars(
+                select(Task.input_path).where(
+                    Task.input_path.is_not(None), unfinished | (Task.end_time >= ended_after)
+                )
+            )
+            return {p for p in paths if p}
+
+    def purge(self, ended_before: datetime) -> int:
+        """Delete tasks that ended before `ended_before` (RESULT_RETENTION_HOURS)."""
+        with self.session.begin() as s:
+            result = s.execute(
+                delete(Task).where(
+                    Task.status.in_([TaskStatus.completed, TaskStatus.failed]),
+                    Task.end_time < ended_before,
+                )
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from app.net import BlockedURL, check_url
+from app.net import BlockedURL, pinned_request
 from app.pipeline.audio import AudioError, decode_audio
 from app.pipeline.models import ModelCache, ModelUnavailable
 from app.pipeline.run import Stages, full_process
@@ -111,7 +111,13 @@ def _run(task: Task, stages: Stages, runtime: Runtime) -> tuple[Any, str | None]
         return combined, combined.get("language")
     stages.report("decoding", 0.0)
     assert task.input_path is not None
-    audio = decode_audio(Path(task.input_path), runtime.settings.max_audio_seconds)
+    settings = runtime.settings
+    audio = decode_audio(
+        Path(task.input_path),
+        settings.max_audio_seconds,
+        settings.decode_timeout_seconds,
+        settings.decode_memory_mb,
+    )
     runtime.store.progress(
         task.identifier, "decoding", 0.0, audio_duration=round(audio.size / SAMPLE_RATE, 3)
     )
@@ -149,8 +155,8 @@ def run_task(identifier: str, runtime: Runtime) -> bool:
     else:
         store.finish(identifier, result, stages.info, language=language or task.language)
     finally:
-        if task.input_path:
-            Path(task.input_path).unlink(missing_ok=True)
+        if task.input_path and not runtime.settings.media_retention_seconds:
+            Path(task.input_path).unlink(missing_ok=True)  # else housekeeping deletes it later
     runtime.task_ended(identifier)
     return True
 
@@ -173,35 +179,39 @@ def deliver_callback(identifier: str, runtime: Runtime) -> None:
     settings = runtime.settings
     body = json.dumps(task_result(task).model_dump(mode="json")).encode()
     outcome: dict[str, Any] = {"status": "failed", "attempts": 0, "error": None}
-    try:
-        check_url(task.callback_url, settings.allow_private_urls)
-    except BlockedURL as exc:
-        runtime.store.set_webhook(identifier, outcome | {"status": "refused", "error": str(exc)})
-        return
-    for attempt in range(1, settings.webhook_attempts + 1):
-        outcome["attempts"] = attempt
-        timestamp = str(int(time.time()))
-        headers = {
-            "content-type": "application/json",
-            "x-webhook-id": identifier,
-            "x-webhook-timestamp": timestamp,
-        }
-        if settings.webhook_secret:
-            headers["x-webhook-signature"] = sign(settings.webhook_secret, timestamp, body)
-        try:
-            response = httpx.post(
-                task.callback_url,
-                content=body,
-                headers=headers,
-                timeout=settings.callback_timeout_seconds,
-            )
-            outcome["status_code"] = response.status_code
-            if response.is_success:
-                outcome.update(status="delivered", error=None)
+    with httpx.Client(timeout=settings.callback_timeout_seconds) as client:
+        for attempt in range(1, settings.webhook_attempts + 1):
+            outcome["attempts"] = attempt
+            timestamp = str(int(time.time()))
+            headers = {
+                "content-type": "application/json",
+                "x-webhook-id": identifier,
+                "x-webhook-timestamp": timestamp,
+            }
+            if settings.webhook_secret:
+                headers["x-webhook-signature"] = sign(settings.webhook_secret, timestamp, body)
+            try:
+                # checked (and pinned) on every attempt: the name may resolve elsewhere now
+                request = pinned_request(
+                    client,
+                    "POST",
+                    task.callback_url,
+                    settings.allow_private_urls,
+                    content=body,
+                    headers=headers,
+                )
+            except BlockedURL as exc:
+                outcome.update(status="refused", error=str(exc))
                 break
-            outcome["error"] = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            outcome["error"] = type(exc).__name__
-        if attempt < settings.webhook_attempts:
-            time.sleep(settings.webhook_backoff_seconds * 2 ** (attempt - 1))
+            try:
+                response = client.send(request)
+                outcome["status_code"] = response.status_code
+                if response.is_success:
+                    outcome.update(status="delivered", error=None)
+                    break
+                outcome["error"] = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                outcome["error"] = type(exc).__name__
+            if attempt < settings.webhook_attempts:
+                time.sleep(settings.webhook_backoff_seconds * 2 ** (attempt - 1))
     runtime.store.set_webhook(identifier, outcome)

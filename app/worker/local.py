@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from app.store.models import TaskStatus, TaskType
+from app.store.tasks import now
 from app.worker.job import NEEDS_AUDIO, Runtime, run_task
 
 log = logging.getLogger(__name__)
@@ -35,16 +38,49 @@ class LocalQueue:
 
     def start(self) -> None:
         self.recover()
+        self.housekeep(grace_seconds=0)  # nothing is uploading yet: every stray file can go
         for thread in self._threads:
             thread.start()
-        if self.runtime.cache.idle_seconds:
-            threading.Thread(target=self._release_idle, name="model-janitor", daemon=True).start()
+        threading.Thread(target=self._janitor, name="janitor", daemon=True).start()
 
-    def _release_idle(self) -> None:
-        """Unload models unused for MODEL_IDLE_SECONDS, also while no task runs."""
-        period = max(1.0, min(30.0, self.runtime.cache.idle_seconds / 2))
+    def _janitor(self) -> None:
+        """Unload models unused for MODEL_IDLE_SECONDS (also while no task runs), delete
+        expired media and results."""
+        idle = self.runtime.cache.idle_seconds
+        period = max(1.0, min(30.0, idle / 2)) if idle else 30.0
+        last = time.monotonic()
         while not self._stopped.wait(period):
             self.runtime.cache.release_idle()
+            if time.monotonic() - last >= 60:
+                last = time.monotonic()
+                try:
+                    self.housekeep()
+                except Exception:  # the janitor must outlive a database hiccup
+                    log.exception("housekeeping failed")
+
+    def housekeep(self, grace_seconds: float = 600) -> tuple[int, int]:
+        """Delete media no task needs any more (ended past MEDIA_RETENTION_SECONDS, or left by
+        a crash; files younger than `grace_seconds` may be uploads in progress) and tasks
+        ended past RESULT_RETENTION_HOURS. Returns (files deleted, tasks deleted)."""
+        settings, store = self.runtime.settings, self.runtime.store
+        purged = 0
+        if settings.result_retention_hours:
+            purged = store.purge(now() - timedelta(hours=settings.result_retention_hours))
+        in_use = store.media_in_use(now() - timedelta(seconds=settings.media_retention_seconds))
+        in_use = {str(Path(p).resolve()) for p in in_use}
+        removed, young = 0, time.time() - grace_seconds
+        if settings.media_dir.is_dir():
+            for path in settings.media_dir.iterdir():
+                try:
+                    if str(path.resolve()) in in_use or path.stat().st_mtime > young:
+                        continue
+                    path.unlink()
+                    removed += 1
+                except OSError:  # deleted meanwhile, or a folder someone put there
+                    continue
+        if removed or purged:
+            log.info("housekeeping: deleted %d media files and %d ended tasks", removed, purged)
+        return removed, purged
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopped.set()
