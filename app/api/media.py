@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, RootModel, ValidationError
 
 from app.errors import ServiceError
-from app.net import BlockedURL, check_url, pinned_request
+from app.net import BlockedURL, pinned_request
 from app.pipeline.audio import AudioError, probe_duration
 from app.settings import Settings
 
@@ -136,17 +136,9 @@ def save_upload(upload: UploadFile, settings: Settings) -> tuple[Path, str, floa
     return path, name, duration
 
 
-def _check_public(url: str, settings: Settings) -> None:
-    try:
-        check_url(url, settings.allow_private_urls)
-    except BlockedURL as exc:
-        raise ServiceError(400, "BAD_URL", str(exc)) from None
-
-
 def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
     """Fetch `url` into the media folder within the upload size limit and DOWNLOAD_TIMEOUT_SECONDS,
     connecting only to checked public addresses (each redirect checked again)."""
-    _check_public(url, settings)
     name = Path(urlparse(url).path).name or "download"
     path = _new_path(settings, name)
     timeout = settings.download_timeout_seconds
