@@ -74,3 +74,22 @@ def model_cache():
     from app.pipeline.models import ModelCache
 
     return ModelCache()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin():
+    """One PostgreSQL server for the run, started on first use (tests/postgres.py)."""
+    from tests.postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """The same test on SQLite and on PostgreSQL (an empty database each time)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    from tests.postgres import new_database
+
+    return new_database(request.getfixturevalue("postgres_admin"))

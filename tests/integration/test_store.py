@@ -1,26 +1,63 @@
 import threading
+from datetime import timedelta
 
 import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
 
 from app.pipeline.models import ModelCache
-from app.store.db import make_engine
-from app.store.models import TaskStatus, TaskType
-from app.store.tasks import TaskStore
+from app.store.db import MIGRATIONS, make_engine
+from app.store.models import Base, TaskStatus, TaskType
+from app.store.tasks import TaskStore, now
 from app.worker.job import Runtime
 from app.worker.local import LocalQueue
 
 
 @pytest.fixture
-def store(settings):
-    store = TaskStore(make_engine(settings.db_url))
+def store(db_url):
+    store = TaskStore(make_engine(db_url))
     store.create_schema()
     yield store
     store.engine.dispose()
 
 
-def test_sqlite_runs_in_wal_mode(store):
+def test_sqlite_runs_in_wal_mode(settings):
+    store = TaskStore(make_engine(settings.db_url))
+    store.create_schema()
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_models_schema(store):
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+
+
+def test_a_database_of_the_first_release_is_upgraded_in_place(db_url):
+    """The first release made its table with create_all and had no migration history."""
+    engine = make_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+        conn.exec_driver_sql(
+            "INSERT INTO tasks (identifier, status, task_type, task_params, info, progress, "
+            "created_at, cancel_requested) VALUES ('old', 'completed', 'transcription', '{}', "
+            "'{}', 100, '2026-01-01 00:00:00', false)"
+        )
+    store = TaskStore(engine)
+    store.create_schema()
+    old = store.get("old")
+    assert old is not None and old.status == TaskStatus.completed and old.owner is None
+    assert store.list_tasks(owner="someone")[1] == 0
+    engine.dispose()
 
 
 def test_a_task_goes_queued_processing_completed(store):
@@ -99,3 +136,32 @@ def test_a_restart_requeues_what_it_can_and_fails_what_it_cannot(store, settings
     while not queue._ids.empty():
         submitted.append(queue._ids.get())
     assert submitted == [running.identifier, waiting.identifier, combine.identifier]
+
+
+def test_housekeeping_deletes_expired_media_and_results_and_stray_files(store, settings, tmp_path):
+    media = settings.media_dir
+    media.mkdir(parents=True, exist_ok=True)
+    files = {name: media / f"{name}.wav" for name in ("queued", "recent", "old", "stray")}
+    for f in files.values():
+        f.write_bytes(b"RIFF")
+    queued = store.create(TaskType.transcription, task_params={}, input_path=str(files["queued"]))
+    recent = store.create(TaskType.transcription, task_params={}, input_path=str(files["recent"]))
+    old = store.create(TaskType.transcription, task_params={}, input_path=str(files["old"]))
+    for task in (recent, old):
+        store.claim(task.identifier)
+        store.finish(task.identifier, {"segments": []}, {})
+    store._update(old.identifier, end_time=now() - timedelta(hours=30))
+    settings.media_retention_seconds, settings.result_retention_hours = 3600, 24
+
+    queue = LocalQueue(Runtime(settings, store, ModelCache()), workers=1)
+    assert queue.housekeep(grace_seconds=0) == (2, 1)  # old + stray files; the old task
+    assert sorted(f.name for f in media.iterdir()) == ["queued.wav", "recent.wav"]
+    assert store.get(old.identifier) is None
+    assert store.get(recent.identifier) is not None and store.get(queued.identifier) is not None
+
+    settings.media_retention_seconds = 0  # now only unfinished tasks keep their media
+    assert queue.housekeep(grace_seconds=0) == (1, 0)
+    assert [f.name for f in media.iterdir()] == ["queued.wav"]
+    young = media / "uploading.wav"
+    young.write_bytes(b"RIFF")
+    assert queue.housekeep() == (0, 0)  # a file being uploaded right now is left alone
