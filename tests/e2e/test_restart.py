@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -32,12 +33,17 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen:
     raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
 
 
-def test_tasks_survive_a_sigkill_mid_task(tmp_path, sample_wav):
+def test_tasks_survive_a_sigkill_mid_task(tmp_path, sample_wav, db_url, local_server):
+    """Killed while one task transcribes and two wait: after the restart the two with their
+    input complete, the one whose input vanished fails as `interrupted`, and every one's
+    webhook fires."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = os.environ | {
-        "DB_URL": f"sqlite:///{tmp_path / 'restart.db'}",
+        "DB_URL": db_url,
+        "ALLOW_PRIVATE_URLS": "true",
+        "WEBHOOK_BACKOFF_SECONDS": "0.2",
         "MEDIA_DIR": str(tmp_path / "media"),
         "MODEL_DIR": str(MODEL_DIR),
         "HUB_ALLOWED": "false",
@@ -52,10 +58,11 @@ def test_tasks_survive_a_sigkill_mid_task(tmp_path, sample_wav):
     server = _start(env, log)
     try:
         ids = []
-        for path in (long_wav, sample_wav):
+        for path in (long_wav, sample_wav, sample_wav):
             with open(path, "rb") as f:
                 response = httpx.post(
-                    f"{base}/speech-to-text?diarize=false&language=en",
+                    f"{base}/speech-to-text?diarize=false&language=en"
+                    f"&callback_url={local_server.url}/hook",
                     files={"file": (path.name, f)},
                     timeout=60,
                 )
@@ -68,16 +75,32 @@ def test_tasks_survive_a_sigkill_mid_task(tmp_path, sample_wav):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert httpx.get(f"{base}/task/{ids[1]}").json()["status"] == "queued"
+        lost = httpx.get(f"{base}/task/{ids[2]}").json()
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait(30)
+    assert lost["status"] == "queued"
+    media = sorted((tmp_path / "media").iterdir(), key=lambda f: f.stat().st_mtime)
+    media[-1].unlink()  # the last upload's file is lost while the service is down
 
     server = _start(env, log)
     try:
-        for identifier in ids:
+        for identifier in ids[:2]:
             task = httpx.get(f"{base}/task/{identifier}?wait=240", timeout=250).json()
             assert task["status"] == "completed", task["error"]
             assert "chicago" in " ".join(s["text"] for s in task["result"]["segments"]).lower()
+        task = httpx.get(f"{base}/task/{ids[2]}").json()
+        assert task["status"] == "failed" and task["error"].startswith("interrupted")
+        deadline = time.monotonic() + 30
+        while len(local_server.posts) < 3:
+            assert time.monotonic() < deadline, local_server.posts
+            time.sleep(0.1)
+        hooks = {h["x-webhook-id"]: json.loads(body)["status"] for h, body in local_server.posts}
+        assert hooks == {
+            ids[0]: "completed",
+            ids[1]: "completed",
+            ids[2]: "failed",
+        }
         assert not any((tmp_path / "media").iterdir())  # inputs deleted once done
     finally:
         server.terminate()
