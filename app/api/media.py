@@ -8,7 +8,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import httpx
 from fastapi import UploadFile
@@ -44,6 +44,12 @@ def _too_large(settings: Settings) -> ServiceError:
         "PAYLOAD_TOO_LARGE",
         f"The file is larger than the limit of {settings.max_upload_mb} MiB (MAX_UPLOAD_MB).",
     )
+
+
+def clean_name(name: str, default: str) -> str:
+    """A file name fit to store and show: no folders, no control characters, at most 255."""
+    name = "".join(c for c in Path(name).name if c.isprintable())[:255].strip()
+    return name or default
 
 
 def _new_path(settings: Settings, name: str) -> Path:
@@ -111,7 +117,7 @@ def check_media(path: Path, name: str, settings: Settings) -> float | None:
 
 def save_upload(upload: UploadFile, settings: Settings) -> tuple[Path, str, float | None]:
     """Copy an upload to the media folder in chunks. Returns (path, file name, duration)."""
-    name = Path(upload.filename or "upload").name
+    name = clean_name(upload.filename or "", "upload")
     suffix = Path(name).suffix.lower()
     known = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
     path = _new_path(settings, name)
@@ -139,7 +145,7 @@ def save_upload(upload: UploadFile, settings: Settings) -> tuple[Path, str, floa
 def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
     """Fetch `url` into the media folder within the upload size limit and DOWNLOAD_TIMEOUT_SECONDS,
     connecting only to checked public addresses (each redirect checked again)."""
-    name = Path(urlparse(url).path).name or "download"
+    name = clean_name(unquote(urlparse(url).path), "download")
     path = _new_path(settings, name)
     timeout = settings.download_timeout_seconds
     deadline = time.monotonic() + timeout

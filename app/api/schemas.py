@@ -298,6 +298,16 @@ class DeleteResponse(BaseModel):
     message: str = "Task deleted"
 
 
+URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"
+CallbackDep = Annotated[
+    str | None,
+    Query(
+        description="URL the finished task is POSTed to (the body of GET /task/{identifier}).",
+        pattern=URL_PATTERN,
+        max_length=4096,
+    ),
+]
+
 UtcDatetime = Annotated[datetime | None, AfterValidator(as_utc)]
 """Stored times are UTC; SQLite returns them without a zone."""
 RedactedUrl = Annotated[str | None, AfterValidator(redact_url)]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, UploadFile
 
 from app.api.deps import QueueDep, SettingsDep
-from app.api.media import read_json, save_upload
+from app.api.media import clean_name, read_json, save_upload
 from app.api.schemas import (
     AlignDep,
     AlignedTranscriptIn,
     AsrDep,
+    CallbackDep,
     DiarizationIn,
     DiarizeDep,
     ModelDep,
@@ -25,7 +26,6 @@ from app.store.models import TaskType
 
 router = APIRouter(prefix="/service", tags=["Speech-2-Text services"], responses=ERROR_RESPONSES)
 
-CallbackDep = Annotated[str | None, Query(description="URL the finished task is POSTed to.")]
 JsonFile = Annotated[UploadFile, File(description="A .json file.")]
 MediaFile = Annotated[UploadFile, File(description="Audio or video file.")]
 
@@ -123,7 +123,7 @@ def combine(
         TaskType.combine,
         owner=owner,
         task_params={},
-        file_name=aligned_transcript.filename,
+        file_name=clean_name(aligned_transcript.filename or "", "transcript.json"),
         inputs={"aligned_transcript": aligned, "diarization_result": turns},
         callback_url=callback_url,
         language=aligned.get("language"),

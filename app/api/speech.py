@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import QueueDep, SettingsDep
 from app.api.media import download, save_upload
-from app.api.schemas import AlignDep, AsrDep, DiarizeDep, ModelDep, Response, VadDep, full_params
+from app.api.schemas import (
+    URL_PATTERN,
+    AlignDep,
+    AsrDep,
+    CallbackDep,
+    DiarizeDep,
+    ModelDep,
+    Response,
+    VadDep,
+    full_params,
+)
 from app.auth import Owner
 from app.errors import ERROR_RESPONSES
 from app.store.models import TaskType
 
 router = APIRouter(tags=["Speech-2-Text"], responses=ERROR_RESPONSES)
-
-CallbackDep = Annotated[
-    str | None,
-    Query(description="URL the finished task is POSTed to (the body of GET /task/{identifier})."),
-]
 
 
 @router.post("/speech-to-text", response_model=Response)
@@ -60,7 +65,14 @@ def speech_to_text_url(
     vad: VadDep,
     alignment: AlignDep,
     diarization: DiarizeDep,
-    url: Annotated[str, Form(description="http(s) address of an audio or video file.")],
+    url: Annotated[
+        str,
+        Form(
+            description="http(s) address of an audio or video file.",
+            pattern=URL_PATTERN,
+            max_length=4096,
+        ),
+    ],
     callback_url: CallbackDep = None,
 ) -> Response:
     """Like /speech-to-text, with the file downloaded by the server from `url`."""

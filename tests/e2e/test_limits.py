@@ -223,3 +223,37 @@ def test_uploads_get_507_when_the_media_quota_or_free_disk_is_exhausted(
         response = client.post("/service/transcribe", files={"file": ("s.wav", f)})
     assert response.status_code == 507 and "MIN_FREE_DISK_MB" in response.json()["detail"]
     assert not any(settings.media_dir.iterdir())
+
+
+def test_hostile_names_and_urls_are_cleaned_or_refused_on_either_database(
+    settings, model_cache, db_url
+):
+    """Control characters, NUL bytes and overlong names must not reach a database that rejects
+    them (PostgreSQL text cannot hold NUL): names are cleaned, URLs are refused with a 422."""
+    settings.db_url = db_url
+    turns = b'[{"speaker": "A", "start": 0, "end": 1}]'
+    aligned = b'{"segments": [{"start": 0, "end": 1, "text": "hi\\u0000"}], "language": "en"}'
+    name = b"../\x01a\x00b" + b"x" * 1000 + b".json"  # raw bytes: clients would escape them
+    body = b"".join(
+        b'--B\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n\r\n%s\r\n'
+        % (field, filename, data)
+        for field, filename, data in (
+            (b"aligned_transcript", name, aligned),
+            (b"diarization_result", b"d.json", turns),
+        )
+    )
+    with TestClient(create_app(settings, cache=model_cache)) as client:
+        response = client.post(
+            "/service/combine",
+            content=body + b"--B--\r\n",
+            headers={"content-type": "multipart/form-data; boundary=B"},
+        )
+        assert response.status_code == 200, response.text
+        task = wait(client, response.json()["identifier"])
+        name = task["metadata"]["file_name"]
+        assert task["status"] == "completed" and name.startswith("abx") and len(name) == 255
+        for url in ("http://example.com/a%00b", "http://exa%20mple.com/", "javascript:x"):
+            response = client.post(f"/service/combine?callback_url={url}")
+            assert response.status_code == 422, url
+        response = client.post("/speech-to-text-url", data={"url": "http://a.com/\x00.wav"})
+        assert response.status_code == 422
