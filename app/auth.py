@@ -105,13 +105,13 @@ _bearer = HTTPBearer(
 )
 
 
-def _owner(
+def owner(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str | None:
     return getattr(request.state, "owner", None)
 
 
-Owner = Annotated[str | None, Depends(_owner)]
+Owner = Annotated[str | None, Depends(owner)]
 """Fingerprint of the caller's API key (None without auth); the bearer scheme is declared for
 the OpenAPI docs, the check itself is Guard's."""
 

@@ -8,7 +8,7 @@ import logging
 import re
 import socket
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+from urllib.parse import ParseResult, parse_qsl, urlencode, urlparse, urlunparse
 
 import httpx
 
@@ -31,13 +31,24 @@ def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+def parse_url(url: str) -> ParseResult:
+    """The URL split in parts; BlockedURL unless it is a well-formed http(s) URL with a host."""
+    try:
+        parsed = urlparse(url)
+        httpx.URL(url)  # what the client will parse must parse too
+        hostname, _ = parsed.hostname, parsed.port
+    except (ValueError, httpx.InvalidURL):
+        raise BlockedURL("The URL is malformed: give a full http:// or https:// address.") from None
+    if parsed.scheme not in ("http", "https") or not hostname:
+        raise BlockedURL("The URL must be an http:// or https:// address.")
+    return parsed
+
+
 def check_url(url: str, allow_private: bool = False) -> str:
     """Raise BlockedURL unless `url` is http(s) and every address its host resolves to is
     public (or `allow_private`); returns the address to connect to. The message never names
     the address found."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise BlockedURL("The URL must be an http:// or https:// address.")
+    parsed = parse_url(url)
     try:
         port = parsed.port
         infos = socket.getaddrinfo(parsed.hostname, port, proto=socket.IPPROTO_TCP)

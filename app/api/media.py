@@ -8,7 +8,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import httpx
 from fastapi import UploadFile
@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, RootModel, ValidationError
 
 from app.errors import ServiceError
-from app.net import BlockedURL, pinned_request
+from app.net import BlockedURL, parse_url, pinned_request
 from app.pipeline.audio import AudioError, probe_duration
 from app.settings import Settings
 
@@ -145,7 +145,10 @@ def save_upload(upload: UploadFile, settings: Settings) -> tuple[Path, str, floa
 def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
     """Fetch `url` into the media folder within the upload size limit and DOWNLOAD_TIMEOUT_SECONDS,
     connecting only to checked public addresses (each redirect checked again)."""
-    name = clean_name(unquote(urlparse(url).path), "download")
+    try:
+        name = clean_name(unquote(parse_url(url).path), "download")
+    except BlockedURL as exc:
+        raise ServiceError(400, "BAD_URL", str(exc)) from None
     path = _new_path(settings, name)
     timeout = settings.download_timeout_seconds
     deadline = time.monotonic() + timeout

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from app.api.deps import RuntimeDep, SettingsDep
+from app.auth import owner
 from app.errors import ERROR_RESPONSES
 from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
 
-router = APIRouter(tags=["Models"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["Models"], responses=ERROR_RESPONSES, dependencies=[Depends(owner)])
 
 
 class ModelInfo(BaseModel):

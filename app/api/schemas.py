@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, Field, RootModel
 
 from app.errors import ServiceError
-from app.net import redact_url
+from app.net import BlockedURL, parse_url, redact_url
 from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
 from app.settings import cuda_available
 from app.store.models import Task, TaskStatus, TaskType
@@ -299,8 +299,22 @@ class DeleteResponse(BaseModel):
 
 
 URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"
+
+
+def well_formed_url(url: str | None) -> str | None:
+    """A 422 at submission for a URL no request could be made to (its address is checked
+    when it is fetched, as the name may resolve elsewhere by then)."""
+    if url is not None:
+        try:
+            parse_url(url)
+        except BlockedURL as exc:
+            raise ValueError(str(exc)) from None
+    return url
+
+
 CallbackDep = Annotated[
     str | None,
+    AfterValidator(well_formed_url),
     Query(
         description="URL the finished task is POSTed to (the body of GET /task/{identifier}).",
         pattern=URL_PATTERN,

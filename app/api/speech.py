@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
+from pydantic import AfterValidator
 
 from app.api.deps import QueueDep, SettingsDep
 from app.api.media import download, save_upload
@@ -18,6 +19,7 @@ from app.api.schemas import (
     Response,
     VadDep,
     full_params,
+    well_formed_url,
 )
 from app.auth import Owner
 from app.errors import ERROR_RESPONSES
@@ -67,6 +69,7 @@ def speech_to_text_url(
     diarization: DiarizeDep,
     url: Annotated[
         str,
+        AfterValidator(well_formed_url),
         Form(
             description="http(s) address of an audio or video file.",
             pattern=URL_PATTERN,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
@@ -35,7 +35,9 @@ def list_tasks(
     limit: Annotated[
         int | None, Query(ge=1, le=1000, description="At most this many tasks.")
     ] = None,
-    offset: Annotated[int, Query(ge=0, description="Skip this many (newest first).")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=1_000_000_000, description="Skip this many (newest first).")
+    ] = 0,
     status: Annotated[TaskStatus | None, Query(description="Only tasks in this status.")] = None,
     task_type: Annotated[TaskType | None, Query(description="Only tasks of this type.")] = None,
 ) -> TaskList:
@@ -49,7 +51,8 @@ def list_tasks(
 
 @router.get(
     "/{identifier}",
-    response_model=TaskResult,
+    # with format=json the body is the bare result: an object, or a list for a diarization
+    response_model=TaskResult | dict[str, Any] | list[dict[str, Any]],
     responses={
         200: {
             "description": "The task; with `format`, the finished result as that file type.",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import defer, sessionmaker
 
 from app.store.db import migrate
 from app.store.models import Task, TaskStatus, TaskType
@@ -87,8 +87,9 @@ class TaskStore:
         task_type: TaskType | None = None,
         owner: str | None = None,
     ) -> tuple[list[Task], int]:
-        """Tasks newest first, and how many match in all; only `owner`'s when given."""
-        query = select(Task)
+        """Tasks newest first, and how many match in all; only `owner`'s when given. Only the
+        summary columns are loaded: results and inputs can be megabytes each."""
+        query = select(Task).options(defer(Task.result), defer(Task.inputs))
         count = select(func.count()).select_from(Task)
         if owner is not None:
             query, count = query.where(Task.owner == owner), count.where(Task.owner == owner)

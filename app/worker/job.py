@@ -200,7 +200,7 @@ def deliver_callback(identifier: str, runtime: Runtime) -> None:
                     content=body,
                     headers=headers,
                 )
-            except BlockedURL as exc:
+            except BlockedURL as exc:  # parse_url refuses malformed URLs the same way
                 outcome.update(status="refused", error=str(exc))
                 break
             try:

@@ -182,3 +182,8 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(settings, model_cach
         )
         _envelope(response, 413, "PAYLOAD_TOO_LARGE")
         assert not any(settings.media_dir.iterdir())
+
+
+def test_paging_beyond_any_database_integer_is_a_422(client):
+    assert client.get("/task/all?offset=9223372036854775808").status_code == 422
+    assert client.get("/task/all?offset=1000000000").json()["tasks"] == []

@@ -112,11 +112,19 @@ def test_a_redirect_is_followed_to_a_public_address(client, origin, dns):
 
 
 @pytest.mark.parametrize(
-    "url",
-    ["file:///etc/passwd", "ftp://example.com/a.wav", "http://[::ffff:169.254.169.254]/"],
+    "url", ["file:///etc/passwd", "ftp://example.com/a.wav", "http://[", "http://a:abc/x"]
 )
-def test_other_schemes_and_special_addresses_are_refused(client, url):
-    response = _submit(client, url)
+def test_other_schemes_and_malformed_urls_are_refused_at_submission(client, url):
+    for response in (
+        _submit(client, url),
+        client.post(f"/service/combine?callback_url={url}"),
+    ):
+        assert response.status_code == 422, (url, response.text)
+        assert "url" in response.text
+
+
+def test_special_addresses_are_refused_without_naming_them(client):
+    response = _submit(client, "http://[::ffff:169.254.169.254]/")
     assert response.status_code == 400 and response.json()["error"]["code"] == "BAD_URL"
     assert "169.254" not in response.text
 
