@@ -218,9 +218,17 @@ def test_invalid_requests_are_400_with_a_message(client, sample_wav):
 
 
 def test_a_failed_task_answers_with_the_error_envelope(serve, sample_wav):
-    client = serve(max_audio_seconds=5)
+    client = serve(decode_timeout_seconds=0.001)  # the task fails while decoding
     with open(sample_wav, "rb") as f, pytest.raises(openai.BadRequestError) as caught:
         client.audio.transcriptions.create(file=f, model="tiny.en")
     assert caught.value.body["code"] == "TASK_FAILED"
-    assert "longer than the limit of 5 s" in caught.value.body["message"]
+    assert "took longer than" in caught.value.body["message"]
     assert caught.value.response.headers["x-should-retry"] == "false"
+
+
+def test_audio_over_the_length_limit_is_refused_before_queueing(serve, sample_wav):
+    client = serve(max_audio_seconds=5)
+    with open(sample_wav, "rb") as f, pytest.raises(openai.APIStatusError) as caught:
+        client.audio.transcriptions.create(file=f, model="tiny.en")
+    assert caught.value.status_code == 413
+    assert "limit is 5 s" in str(caught.value.body)

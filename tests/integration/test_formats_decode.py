@@ -47,7 +47,7 @@ def test_amr_decoders_are_installed():
 
 
 @pytest.mark.parametrize("ext", sorted(ENCODINGS))
-def test_each_format_decodes_to_the_same_speech(ext, sample_wav, sample_audio, tmp_path):
+def test_each_format_decodes_to_the_same_speech(ext, sample_wav, sample_audio, tmp_path, settings):
     options = ENCODINGS[ext]
     clip = tmp_path / f"clip{ext}"
     video = ["-f", "lavfi", "-i", "color=c=gray:s=64x48:d=10"] if ext in VIDEO_EXTENSIONS else []
@@ -57,7 +57,7 @@ def test_each_format_decodes_to_the_same_speech(ext, sample_wav, sample_audio, t
         check=True,
     )  # fmt: skip
     # the stated duration (ADTS AAC only estimates it from the bit rate)
-    assert check_media(clip, clip.name) == pytest.approx(10, abs=1.0)
+    assert check_media(clip, clip.name, settings) == pytest.approx(10, abs=1.0)
     audio = decode_audio(Path(clip))
     assert audio.dtype == np.float32 and abs(audio.size / 16000 - 10) < 0.2
     reference = sample_audio[: audio.size]
