@@ -7,7 +7,7 @@ server (the baseline) and while a real transcription runs in it, on SQLite and o
 For each database the real service (`python -m app`) starts as a subprocess on loopback with a
 fresh database (a temp SQLite file, or a new database on a throwaway PostgreSQL cluster from
 tests/postgres.py). ~200 cheap /service/combine tasks are created first, so /task/all has rows.
-Measured, each for `--seconds` with N concurrent clients (asyncio + httpx, one keep-alive
+Measured, each for `--seconds` with N concurrent clients (asyncio; one httpx client and keep-alive
 connection per client), every request timed:
 
     GET /health/live
@@ -164,28 +164,32 @@ class Pipeline:
 
 
 async def measure(base: str, path: str, clients: int, seconds: float) -> dict:
-    """`clients` coroutines each send `GET path` back to back for `seconds`."""
+    """`clients` coroutines, each with its own connection (its own httpx client: one shared
+    pool serialises dozens of connections on the client side), send `GET path` back to back
+    for `seconds`."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+    pool = [httpx.AsyncClient(base_url=base, timeout=60) for _ in range(clients)]
 
-        async def one_client(stop: float) -> None:
-            nonlocal errors
-            while time.perf_counter() < stop:
-                started = time.perf_counter()
-                try:
-                    response = await client.get(path)
-                    if not response.is_success:
-                        errors += 1
-                except httpx.HTTPError:
+    async def one_client(client: httpx.AsyncClient, stop: float) -> None:
+        nonlocal errors
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            try:
+                response = await client.get(path)
+                if not response.is_success:
                     errors += 1
-                latencies.append(time.perf_counter() - started)
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
 
-        await asyncio.gather(*(client.get(path) for _ in range(clients)))  # open connections
+    try:
+        await asyncio.gather(*(client.get(path) for client in pool))  # open the connections
         started = time.perf_counter()
-        await asyncio.gather(*(one_client(started + seconds) for _ in range(clients)))
+        await asyncio.gather(*(one_client(client, started + seconds) for client in pool))
         elapsed = time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(client.aclose() for client in pool))
     cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else []
     return {
         "requests": len(latencies),
