@@ -211,6 +211,11 @@ def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
     return path, name, check_media(path, name, settings)
 
 
+def _no_constants(name: str) -> Any:
+    """NaN and Infinity are not JSON (and PostgreSQL refuses to store them)."""
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
 def read_json(
     upload: UploadFile, field: str, shape: type[BaseModel] | type[RootModel], settings: Settings
 ) -> Any:
@@ -224,7 +229,7 @@ def read_json(
             f"'{field}' is larger than the limit of {settings.max_json_mb} MiB (MAX_JSON_MB).",
         )
     try:
-        value = json.loads(data)
+        value = json.loads(data, parse_constant=_no_constants)
     except RecursionError:
         raise RequestValidationError(
             [

@@ -172,7 +172,8 @@ class TaskStore:
         )
 
     def fail(self, identifier: str, error: str, info: dict[str, Any] | None = None) -> bool:
-        values: dict[str, Any] = {"error": error, "stage": "failed"}
+        # reasons may quote a decoder's output; PostgreSQL text cannot hold NUL
+        values: dict[str, Any] = {"error": error.replace("\x00", ""), "stage": "failed"}
         if info is not None:
             values["info"] = info
         return self._end(identifier, TaskStatus.failed, **values)

@@ -257,3 +257,17 @@ def test_hostile_names_and_urls_are_cleaned_or_refused_on_either_database(
             assert response.status_code == 422, url
         response = client.post("/speech-to-text-url", data={"url": "http://a.com/\x00.wav"})
         assert response.status_code == 422
+
+
+def test_nan_and_infinity_are_not_json(client):
+    turns = b'[{"speaker": "A", "start": 0, "end": 1}]'
+    for bad in (b"NaN", b"Infinity", b"-Infinity"):
+        aligned = b'{"segments": [{"start": 0, "end": %s, "text": "x"}], "x": %s}' % (bad, bad)
+        response = client.post(
+            "/service/combine",
+            files={
+                "aligned_transcript": ("a.json", aligned),
+                "diarization_result": ("d.json", turns),
+            },
+        )
+        assert response.status_code == 422 and "not a JSON number" in response.text, bad
