@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -102,6 +102,12 @@ class Task(Base):
     )
     webhook: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, comment="Outcome of the callback delivery: status, attempts, last error."
+    )
+    attempts: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default="0",
+        comment="Times a worker started the task; a task the service died running too often is failed, not retried forever.",
     )
     owner: Mapped[str | None] = mapped_column(
         String(64),

@@ -132,6 +132,7 @@ class TaskStore:
             start_time=now(),
             stage="starting",
             progress=0.0,
+            attempts=Task.attempts + 1,
         )
 
     def progress(self, identifier: str, stage: str, percent: float, **values: Any) -> bool:

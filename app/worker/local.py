@@ -16,6 +16,10 @@ from app.worker.job import NEEDS_AUDIO, Runtime, run_task
 
 log = logging.getLogger(__name__)
 
+MAX_ATTEMPTS = 2
+"""A task the service died running this many times is failed at restart, not retried: a file
+that crashes the process must not crash it again after every restart."""
+
 
 class LocalQueue:
     def __init__(self, runtime: Runtime, workers: int) -> None:
@@ -104,6 +108,14 @@ class LocalQueue:
             if missing:
                 store.fail(
                     task.identifier, "interrupted: the service restarted and the input file is gone"
+                )
+                self.runtime.task_ended(task.identifier)
+                continue
+            if task.status == TaskStatus.processing and task.attempts >= MAX_ATTEMPTS:
+                store.fail(
+                    task.identifier,
+                    f"interrupted: the service stopped {task.attempts} times while running this "
+                    "task, so it is not retried (the input may be too large or corrupt for this host)",
                 )
                 self.runtime.task_ended(task.identifier)
                 continue

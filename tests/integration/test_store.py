@@ -35,7 +35,7 @@ def test_the_migrations_build_exactly_the_models_schema(store):
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
 
 
 def test_a_database_of_the_first_release_is_upgraded_in_place(db_url):
@@ -56,6 +56,7 @@ def test_a_database_of_the_first_release_is_upgraded_in_place(db_url):
     store.create_schema()
     old = store.get("old")
     assert old is not None and old.status == TaskStatus.completed and old.owner is None
+    assert old.attempts == 0
     assert store.list_tasks(owner="someone")[1] == 0
     engine.dispose()
 
@@ -165,3 +166,18 @@ def test_housekeeping_deletes_expired_media_and_results_and_stray_files(store, s
     young = media / "uploading.wav"
     young.write_bytes(b"RIFF")
     assert queue.housekeep() == (0, 0)  # a file being uploaded right now is left alone
+
+
+def test_a_task_the_service_died_running_twice_is_failed_not_retried(store, settings, tmp_path):
+    kept = tmp_path / "kept.wav"
+    kept.write_bytes(b"RIFF")
+    task = store.create(TaskType.transcription, task_params={}, input_path=str(kept))
+    queue = LocalQueue(Runtime(settings, store, ModelCache()), workers=1)
+    store.claim(task.identifier)  # first run: the service dies
+    queue.recover()
+    assert store.get(task.identifier).status == TaskStatus.queued
+    store.claim(task.identifier)  # second run: it dies again
+    queue.recover()
+    failed = store.get(task.identifier)
+    assert failed.status == TaskStatus.failed and failed.attempts == 2
+    assert failed.error.startswith("interrupted: the service stopped 2 times")
