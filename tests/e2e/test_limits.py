@@ -271,3 +271,23 @@ def test_nan_and_infinity_are_not_json(client):
             },
         )
         assert response.status_code == 422 and "not a JSON number" in response.text, bad
+
+
+def test_failed_uploads_leave_no_temporary_files(settings, model_cache):
+    """Multipart parts over 1 MiB are spooled to the temp folder; refused uploads (too large
+    mid-stream, not media) must leave nothing there or in the media folder."""
+    import tempfile
+
+    settings.max_upload_mb = 2
+    temp = Path(tempfile.gettempdir())
+    with TestClient(create_app(settings, cache=model_cache)) as client:
+        before = set(temp.iterdir())
+        codes = [
+            client.post(
+                "/service/transcribe", files={"file": ("x.wav", b"not audio " * (size // 10))}
+            ).status_code
+            for size in (3 * MiB // 2, 5 * MiB // 2, 10 * MiB)
+        ]
+        assert codes == [415, 413, 413]  # not media; over the limit while copied; by its length
+        assert set(temp.iterdir()) == before
+    assert not any(settings.media_dir.iterdir())
