@@ -230,28 +230,19 @@ def read_json(
         )
     try:
         value = json.loads(data, parse_constant=_no_constants)
-    except RecursionError:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body", field),
-                    "input": None,
-                    "msg": f"'{field}' is nested too deeply.",
-                }
-            ]
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body", field),
-                    "input": None,
-                    "msg": f"'{field}' is not valid JSON: {exc}",
-                }
-            ]
-        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        reason = (
+            "is nested too deeply"
+            if isinstance(exc, RecursionError)
+            else f"is not valid JSON: {exc}"
+        )
+        error = {
+            "type": "json_invalid",
+            "loc": ("body", field),
+            "input": None,
+            "msg": f"'{field}' {reason}",
+        }
+        raise RequestValidationError([error]) from None
     try:
         return shape.model_validate(value).model_dump(exclude_none=True)
     except ValidationError as exc:
