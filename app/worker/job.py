@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -72,7 +73,7 @@ class Runtime:
     cache: ModelCache
     finished: Finished = field(default_factory=Finished)
     webhooks: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="webhook")
+        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="webhook")
     )
 
     def task_ended(self, identifier: str) -> None:
@@ -168,9 +169,12 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def deliver_callback(identifier: str, runtime: Runtime) -> None:
+def deliver_callback(identifier: str, runtime: Runtime, attempt: int = 1) -> None:
     """POST the ended task (the body of GET /task/{identifier}) to its callback URL, signed
-    when WEBHOOK_SECRET is set, retried with exponential backoff; the outcome is stored."""
+    when WEBHOOK_SECRET is set. One attempt per call: a failed one is tried again later with
+    exponential backoff from a timer, so a slow or dead receiver holds a sender thread for one
+    CALLBACK_TIMEOUT_SECONDS at a time, never the others' deliveries for its whole backoff.
+    The outcome is stored once delivered, refused or out of attempts."""
     from app.api.schemas import task_result
 
     task = runtime.store.get(identifier)
@@ -178,40 +182,51 @@ def deliver_callback(identifier: str, runtime: Runtime) -> None:
         return
     settings = runtime.settings
     body = json.dumps(task_result(task).model_dump(mode="json")).encode()
-    outcome: dict[str, Any] = {"status": "failed", "attempts": 0, "error": None}
+    timestamp = str(int(time.time()))
+    headers = {
+        "content-type": "application/json",
+        "x-webhook-id": identifier,
+        "x-webhook-timestamp": timestamp,
+    }
+    if settings.webhook_secret:
+        headers["x-webhook-signature"] = sign(settings.webhook_secret, timestamp, body)
+    outcome: dict[str, Any] = {"status": "failed", "attempts": attempt, "error": None}
     with httpx.Client(timeout=settings.callback_timeout_seconds) as client:
-        for attempt in range(1, settings.webhook_attempts + 1):
-            outcome["attempts"] = attempt
-            timestamp = str(int(time.time()))
-            headers = {
-                "content-type": "application/json",
-                "x-webhook-id": identifier,
-                "x-webhook-timestamp": timestamp,
-            }
-            if settings.webhook_secret:
-                headers["x-webhook-signature"] = sign(settings.webhook_secret, timestamp, body)
-            try:
-                # checked (and pinned) on every attempt: the name may resolve elsewhere now
-                request = pinned_request(
-                    client,
-                    "POST",
-                    task.callback_url,
-                    settings.allow_private_urls,
-                    content=body,
-                    headers=headers,
-                )
-            except BlockedURL as exc:  # parse_url refuses malformed URLs the same way
-                outcome.update(status="refused", error=str(exc))
-                break
-            try:
-                response = client.send(request)
-                outcome["status_code"] = response.status_code
-                if response.is_success:
-                    outcome.update(status="delivered", error=None)
-                    break
-                outcome["error"] = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                outcome["error"] = type(exc).__name__
-            if attempt < settings.webhook_attempts:
-                time.sleep(settings.webhook_backoff_seconds * 2 ** (attempt - 1))
-    runtime.store.set_webhook(identifier, outcome)
+        try:
+            # checked (and pinned) on every attempt: the name may resolve elsewhere now
+            request = pinned_request(
+                client,
+                "POST",
+                task.callback_url,
+                settings.allow_private_urls,
+                content=body,
+                headers=headers,
+            )
+        except BlockedURL as exc:  # parse_url refuses malformed URLs the same way
+            runtime.store.set_webhook(
+                identifier, outcome | {"status": "refused", "error": str(exc)}
+            )
+            return
+        try:
+            # the answer's body is never read: a receiver cannot stream us gigabytes
+            response = client.send(request, stream=True)
+            response.close()
+            outcome["status_code"] = response.status_code
+            if response.is_success:
+                runtime.store.set_webhook(identifier, outcome | {"status": "delivered"})
+                return
+            outcome["error"] = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            outcome["error"] = type(exc).__name__
+    if attempt >= settings.webhook_attempts:
+        runtime.store.set_webhook(identifier, outcome)
+        return
+    delay = settings.webhook_backoff_seconds * 2 ** (attempt - 1)
+    timer = threading.Timer(delay, _retry, (identifier, runtime, attempt + 1))
+    timer.daemon = True
+    timer.start()
+
+
+def _retry(identifier: str, runtime: Runtime, attempt: int) -> None:
+    with contextlib.suppress(RuntimeError):  # the service is shutting down
+        runtime.webhooks.submit(deliver_callback, identifier, runtime, attempt)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.server
 import json
 import subprocess
+import threading
 import time
 
 import pytest
@@ -183,3 +186,73 @@ def test_webhooks_to_private_addresses_are_refused_by_default(client, sample_wav
         time.sleep(0.1)
     assert webhook["status"] == "refused" and "private" in webhook["error"]
     assert local_server.posts == []
+
+
+class _Receivers(http.server.BaseHTTPRequestHandler):
+    """/hang never answers in time; /endless answers 200 and then streams forever; /ok: 200."""
+
+    delivered: dict[str, float] = {}
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        if self.path == "/hang":
+            time.sleep(3)
+            return
+        self.send_response(200)
+        if self.path == "/endless":
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(100_000):  # ~6 GB if anyone read it all
+                    self.wfile.write(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+            return
+        self.send_header("content-length", "0")
+        self.end_headers()
+        _Receivers.delivered[self.headers["x-webhook-id"]] = time.monotonic()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_slow_or_hostile_receivers_do_not_hold_up_other_webhooks(client, settings):
+    settings.allow_private_urls = True
+    settings.callback_timeout_seconds, settings.webhook_attempts = 0.5, 4
+    settings.webhook_backoff_seconds = 0.5
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receivers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    files = {
+        "aligned_transcript": ("a.json", b'{"segments": [{"start": 0, "end": 1, "text": "hi"}]}'),
+        "diarization_result": ("d.json", b'[{"speaker": "A", "start": 0, "end": 1}]'),
+    }
+    try:
+
+        def submit(path: str) -> str:
+            response = client.post(f"/service/combine?callback_url={base}{path}", files=files)
+            return response.json()["identifier"]
+
+        hanging = [submit("/hang") for _ in range(6)]
+        endless = submit("/endless")
+        ok = submit("/ok")
+        ended = time.monotonic()
+        wait(client, ok)
+        deadline = time.monotonic() + 30
+        while ok not in _Receivers.delivered:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # six receivers that never answer (four attempts each) did not make it wait their turn
+        assert _Receivers.delivered[ok] - ended < 4
+        while not client.get(f"/task/{endless}").json()["metadata"]["webhook"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        webhook = client.get(f"/task/{endless}").json()["metadata"]["webhook"]
+        assert webhook["status"] == "delivered"  # the endless answer was never read
+        while not all(client.get(f"/task/{i}").json()["metadata"]["webhook"] for i in hanging):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for identifier in hanging:
+            webhook = client.get(f"/task/{identifier}").json()["metadata"]["webhook"]
+            assert webhook == {"status": "failed", "attempts": 4, "error": "ReadTimeout"}
+    finally:
+        server.shutdown()
+        server.server_close()
