@@ -1,7 +1,7 @@
 # `make run` and `make test` do all the set-up on a fresh machine (Python 3.11, pip, apt).
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
-APT_PACKAGES := ffmpeg espeak-ng sox libportaudio2 postgresql
+APT_PACKAGES := ffmpeg espeak-ng sox libportaudio2 postgresql openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-deps uv sync models run test lint docs bench clean
