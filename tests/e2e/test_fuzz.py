@@ -4,10 +4,10 @@ Each operation gets schema-driven requests, valid and invalid (schemathesis's co
 then up to `max_examples` fuzzed ones). Every response must not be a server error, and its
 status code, content type and body must be the ones the schema documents.
 
-Each operation runs twice, without API keys and with them (`API_KEYS`), each time against a
-fresh app (own database and media folder) that already holds a completed, a queued and a
-cancelled task, and with keys one of another key, so that task lookups, formats, cancellation
-and deletion answer from real rows, not only with 404. Random uploads are refused at submission
+Each operation runs three times: without API keys, with them (`API_KEYS`), and without keys on
+PostgreSQL, each time against a fresh app (own database and media folder) that already holds a
+completed, a queued and a cancelled task, and with keys one of another key, so that task
+lookups, formats, cancellation and deletion answer from real rows, not only with 404. Random uploads are refused at submission
 (400/415), so no model pipeline runs.
 """
 
@@ -35,6 +35,7 @@ from app.auth import fingerprint
 from app.main import create_app
 from app.settings import Settings
 from app.store.models import TaskType
+from tests.postgres import new_database
 
 CHECKS = [
     not_a_server_error,
@@ -121,10 +122,11 @@ def _seed(app: FastAPI, headers: dict[str, str], keyed: bool) -> Fuzzed:
     return Fuzzed(app, headers, completed, queued, cancelled, foreign)
 
 
-@pytest.fixture(params=["open", "keyed"])
+@pytest.fixture(params=["open", "keyed", "postgresql"])
 def fuzzed(request, settings, model_cache) -> Iterator[Fuzzed]:
     """A fresh app per operation. Its lifespan is started by the first request and ended by
-    schemathesis's pytest plugin when the test tears down, before this fixture's teardown."""
+    schemathesis's pytest plugin when the test tears down, before this fixture's teardown.
+    `postgresql`: without keys, on PostgreSQL, which refuses what SQLite stores (NUL, NaN)."""
     keyed = request.param == "keyed"
     # a fuzzed URL that reaches a real address must not hold the test for minutes
     quick: dict[str, object] = {
@@ -134,6 +136,8 @@ def fuzzed(request, settings, model_cache) -> Iterator[Fuzzed]:
     }
     if keyed:
         quick["api_keys"] = f"{KEY},{OTHER_KEY}"
+    if request.param == "postgresql":
+        quick["db_url"] = new_database(request.getfixturevalue("postgres_admin"))
     settings = settings.model_copy(update=quick)
     headers = {"Authorization": f"Bearer {KEY}"} if keyed else {}
     before = set(threading.enumerate())
