@@ -197,9 +197,15 @@ def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
                     response.close()
             else:
                 raise ServiceError(400, "DOWNLOAD_FAILED", "The URL redirects too many times.")
-    except httpx.TimeoutException:
+    except httpx.TimeoutException as exc:
         path.unlink(missing_ok=True)
-        raise too_slow from None
+        if time.monotonic() > deadline:
+            raise too_slow from None
+        raise ServiceError(
+            400,
+            "DOWNLOAD_FAILED",
+            f"The server of the URL did not answer in time ({type(exc).__name__}).",
+        ) from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         path.unlink(missing_ok=True)
         raise ServiceError(

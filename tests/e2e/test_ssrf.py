@@ -21,16 +21,17 @@ REAL_GETADDRINFO = socket.getaddrinfo
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
-    """/redirect?to=URL answers 302 to URL; any other path serves the test audio."""
+    """/redirect?to=URL answers 302 to URL, /loop to itself; any other path serves the test
+    audio."""
 
     audio = b""
     seen: list[tuple[str, str]] = []
 
     def do_GET(self):  # noqa: N802
         Recorder.seen.append((self.path, self.headers.get("host", "")))
-        if self.path.startswith("/redirect?to="):
+        if self.path.startswith(("/redirect?to=", "/loop")):
             self.send_response(302)
-            self.send_header("location", self.path.split("=", 1)[1])
+            self.send_header("location", self.path.partition("=")[2] or "/loop")
             self.send_header("content-length", "0")
             self.end_headers()
             return
@@ -151,3 +152,10 @@ def test_a_webhook_to_a_rebound_name_goes_to_the_checked_address(
     assert client.get(f"/task/{identifier}").json()["metadata"]["webhook"]["status"] == "delivered"
     headers = {k.lower(): v for k, v in local_server.posts[0][0].items()}
     assert len(local_server.posts) == 1 and headers["host"] == f"hooks.test:{port}"
+
+
+def test_a_redirect_loop_ends_with_a_clear_error(client, origin, dns):
+    dns["loop.test"] = ["127.0.0.1"]
+    response = _submit(client, f"http://loop.test:{origin}/loop")
+    assert response.status_code == 400 and "redirect" in response.json()["detail"]
+    assert len(Recorder.seen) == 5  # the first request and four redirects, then it stops
