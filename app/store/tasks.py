@@ -19,6 +19,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def possible_id(identifier: str) -> bool:
+    """Whether `identifier` could name a task; anything else is simply not found (PostgreSQL
+    refuses NUL in text, and no id is longer than a UUID)."""
+    return len(identifier) <= 64 and "\x00" not in identifier
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite gives naive datetimes back; every time we store is UTC."""
     if value is not None and value.tzinfo is None:
@@ -75,6 +81,8 @@ class TaskStore:
         return task
 
     def get(self, identifier: str) -> Task | None:
+        if not possible_id(identifier):
+            return None
         with self.session() as s:
             return s.get(Task, identifier)
 
@@ -189,6 +197,8 @@ class TaskStore:
         """Cancel a task; returns the status it had (None when it does not exist). A queued task
         fails as cancelled at once; a processing one is flagged, and its worker stops at the next
         progress step and fails it then."""
+        if not possible_id(identifier):
+            return None
         with self.session.begin() as s:
             task = s.get(Task, identifier, with_for_update=True)
             if task is None:
@@ -205,6 +215,8 @@ class TaskStore:
         self._update(identifier, webhook=outcome)
 
     def delete(self, identifier: str) -> Task | None:
+        if not possible_id(identifier):
+            return None
         with self.session.begin() as s:
             task = s.get(Task, identifier)
             if task is not None:

@@ -257,6 +257,10 @@ def test_hostile_names_and_urls_are_cleaned_or_refused_on_either_database(
             assert response.status_code == 422, url
         response = client.post("/speech-to-text-url", data={"url": "http://a.com/\x00.wav"})
         assert response.status_code == 422
+        for identifier in ("a%00b", "x" * 10_000):
+            for method, path in (("GET", ""), ("POST", "/cancel"), ("DELETE", "")):
+                response = client.request(method, f"/task/{identifier}{path}")
+                assert response.status_code == 404, (method, identifier[:8])
 
 
 def test_nan_and_infinity_are_not_json(client):
