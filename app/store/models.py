@@ -109,6 +109,14 @@ class Task(Base):
         server_default="0",
         comment="Times a worker started the task; a task the service died running too often is failed, not retried forever.",
     )
+    worker: Mapped[str | None] = mapped_column(
+        String(128),
+        comment="Process running the task (host:pid:instance); recovery after a restart leaves the tasks of live processes alone.",
+    )
+    heartbeat_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        comment="Last sign of life of its worker while processing (UTC).",
+    )
     owner: Mapped[str | None] = mapped_column(
         String(64),
         index=True,

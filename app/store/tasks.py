@@ -131,8 +131,9 @@ class TaskStore:
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    def claim(self, identifier: str) -> bool:
-        """queued → processing; False when another worker got it first or it is gone."""
+    def claim(self, identifier: str, worker: str | None = None) -> bool:
+        """queued → processing by `worker`; False when another worker got it first or it is
+        gone."""
         return self._update(
             identifier,
             Task.status == TaskStatus.queued,
@@ -141,7 +142,18 @@ class TaskStore:
             stage="starting",
             progress=0.0,
             attempts=Task.attempts + 1,
+            worker=worker,
+            heartbeat_at=now(),
         )
+
+    def heartbeat(self, worker: str) -> None:
+        """`worker` is alive: stamp the tasks it is processing."""
+        with self.session.begin() as s:
+            s.execute(
+                update(Task)
+                .where(Task.worker == worker, Task.status == TaskStatus.processing)
+                .values(heartbeat_at=now())
+            )
 
     def progress(self, identifier: str, stage: str, percent: float, **values: Any) -> bool:
         """Record progress; False when the task should stop (cancelled or gone)."""
@@ -151,6 +163,7 @@ class TaskStore:
             Task.cancel_requested.is_(False),
             stage=stage,
             progress=round(min(max(percent, 0.0), 100.0), 1),
+            heartbeat_at=now(),
             **values,
         )
 
@@ -241,6 +254,7 @@ class TaskStore:
             Task.status == TaskStatus.processing,
             status=TaskStatus.queued,
             start_time=None,
+            worker=None,
             stage=None,
             progress=0.0,
         )

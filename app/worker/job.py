@@ -8,8 +8,11 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +75,10 @@ class Runtime:
     store: TaskStore
     cache: ModelCache
     finished: Finished = field(default_factory=Finished)
+    instance: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
+    """This process, as recorded on the tasks it claims (host:pid:random)."""
     webhooks: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="webhook")
     )
@@ -138,7 +145,7 @@ def _run(task: Task, stages: Stages, runtime: Runtime) -> tuple[Any, str | None]
 def run_task(identifier: str, runtime: Runtime) -> bool:
     """Claim, run and finish (or fail) one task; returns False if it was not claimable."""
     store = runtime.store
-    if not store.claim(identifier):
+    if not store.claim(identifier, runtime.instance):
         return False
     task = store.get(identifier)
     assert task is not None

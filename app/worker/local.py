@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from app.store.models import TaskStatus, TaskType
-from app.store.tasks import now
+from app.store.models import Task, TaskStatus, TaskType
+from app.store.tasks import as_utc, now
 from app.worker.job import NEEDS_AUDIO, Runtime, run_task
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_SECONDS = 15
+STALE_SECONDS = 90
+"""A processing task whose process has not stamped it for this long is taken over."""
 MAX_ATTEMPTS = 2
 """A task the service died running this many times is failed at restart, not retried: a file
 that crashes the process must not crash it again after every restart."""
@@ -48,19 +53,22 @@ class LocalQueue:
         threading.Thread(target=self._janitor, name="janitor", daemon=True).start()
 
     def _janitor(self) -> None:
-        """Unload models unused for MODEL_IDLE_SECONDS (also while no task runs), delete
-        expired media and results."""
+        """Stamp this process's tasks as alive; unload models unused for MODEL_IDLE_SECONDS
+        (also while no task runs); take over tasks whose process died; delete expired media
+        and results."""
         idle = self.runtime.cache.idle_seconds
-        period = max(1.0, min(30.0, idle / 2)) if idle else 30.0
+        period = max(1.0, min(HEARTBEAT_SECONDS, idle / 2)) if idle else HEARTBEAT_SECONDS
         last = time.monotonic()
         while not self._stopped.wait(period):
-            self.runtime.cache.release_idle()
-            if time.monotonic() - last >= 60:
-                last = time.monotonic()
-                try:
+            try:
+                self.runtime.store.heartbeat(self.runtime.instance)
+                self.runtime.cache.release_idle()
+                if time.monotonic() - last >= 60:
+                    last = time.monotonic()
+                    self.recover(processing_only=True)
                     self.housekeep()
-                except Exception:  # the janitor must outlive a database hiccup
-                    log.exception("housekeeping failed")
+            except Exception:  # the janitor must outlive a database hiccup
+                log.exception("janitor failed")
 
     def housekeep(self, grace_seconds: float = 600) -> tuple[int, int]:
         """Delete media no task needs any more (ended past MEDIA_RETENTION_SECONDS, or left by
@@ -93,11 +101,17 @@ class LocalQueue:
         for thread in self._threads:
             thread.join(timeout)
 
-    def recover(self) -> None:
+    def recover(self, processing_only: bool = False) -> None:
         """Re-queue what a previous run left unfinished, from its stored input; fail what
-        cannot be re-run. The task row is the source of truth, not the lost in-memory queue."""
+        cannot be re-run. The task row is the source of truth, not the lost in-memory queue.
+        Tasks another live process is running (same database, e.g. PostgreSQL) are left to it;
+        the janitor calls this again (`processing_only`) to take over those whose process died."""
         store = self.runtime.store
         for task in store.unfinished():
+            if task.status == TaskStatus.processing and not self._abandoned(task):
+                continue
+            if processing_only and task.status == TaskStatus.queued:
+                continue
             missing = task.task_type in NEEDS_AUDIO and not (
                 task.input_path and Path(task.input_path).is_file()
             )
@@ -124,6 +138,21 @@ class LocalQueue:
             log.info("re-queued task %s after restart", task.identifier)
             self.submit(task.identifier)
 
+    def _abandoned(self, task: Task) -> bool:
+        """Whether the process that was running `task` is gone: not recorded (older rows), a
+        dead process or an earlier life of this one on this host, or silent for STALE_SECONDS."""
+        if task.worker is None:
+            return True
+        if task.worker == self.runtime.instance:
+            return False
+        host, _, rest = task.worker.partition(":")
+        pid = rest.partition(":")[0]
+        here = host == socket.gethostname() and pid.isdigit()
+        if here and (int(pid) == os.getpid() or not _alive(int(pid))):
+            return True
+        beat = as_utc(task.heartbeat_at)
+        return beat is None or now() - beat > timedelta(seconds=STALE_SECONDS)
+
     def _work(self) -> None:
         while (identifier := self._ids.get()) is not None:
             try:
@@ -132,3 +161,13 @@ class LocalQueue:
                 log.exception("worker crashed on task %s", identifier)
             finally:
                 self.runtime.cache.release_idle()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

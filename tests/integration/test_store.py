@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from app.pipeline.models import ModelCache
 from app.store.db import MIGRATIONS, make_engine
 from app.store.models import Base, TaskStatus, TaskType
-from app.store.tasks import TaskStore, now
+from app.store.tasks import TaskStore, as_utc, now
 from app.worker.job import Runtime
 from app.worker.local import LocalQueue
 
@@ -35,7 +35,7 @@ def test_the_migrations_build_exactly_the_models_schema(store):
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
 
 
 def test_a_database_of_the_first_release_is_upgraded_in_place(db_url):
@@ -181,3 +181,61 @@ def test_a_task_the_service_died_running_twice_is_failed_not_retried(store, sett
     failed = store.get(task.identifier)
     assert failed.status == TaskStatus.failed and failed.attempts == 2
     assert failed.error.startswith("interrupted: the service stopped 2 times")
+
+
+def test_recovery_leaves_the_tasks_of_live_processes_alone(store, settings, tmp_path):
+    """Several service processes on one database: a restarting one takes over only the tasks
+    whose process is gone (dead here, or silent for STALE_SECONDS elsewhere)."""
+    import os
+    import socket
+    import subprocess
+
+    from app.worker.local import STALE_SECONDS
+
+    kept = tmp_path / "kept.wav"
+    kept.write_bytes(b"RIFF")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    workers = {
+        "live elsewhere": "other-host:41:aaaa",
+        "silent elsewhere": "other-host:42:bbbb",
+        "dead here": f"{socket.gethostname()}:{dead.pid}:cccc",
+        "earlier life of this process": f"{socket.gethostname()}:{os.getpid()}:dddd",
+        "live here": f"{socket.gethostname()}:{os.getppid()}:eeee",
+    }
+    ids = {}
+    for label, worker in workers.items():
+        ids[label] = store.create(TaskType.transcription, task_params={}, input_path=str(kept))
+        assert store.claim(ids[label].identifier, worker)
+    stale = now() - timedelta(seconds=STALE_SECONDS + 1)
+    store._update(ids["silent elsewhere"].identifier, heartbeat_at=stale)
+
+    queue = LocalQueue(Runtime(settings, store, ModelCache()), workers=1)
+    queue.recover()
+    status = {label: store.get(task.identifier).status for label, task in ids.items()}
+    assert status == {
+        "live elsewhere": TaskStatus.processing,
+        "silent elsewhere": TaskStatus.queued,
+        "dead here": TaskStatus.queued,
+        "earlier life of this process": TaskStatus.queued,
+        "live here": TaskStatus.processing,
+    }
+
+    store.heartbeat("other-host:41:aaaa")  # the live one keeps beating; then it stops
+    store._update(ids["live elsewhere"].identifier, heartbeat_at=stale)
+    queue.recover(processing_only=True)
+    assert store.get(ids["live elsewhere"].identifier).status == TaskStatus.queued
+    assert store.get(ids["live here"].identifier).status == TaskStatus.processing
+
+
+def test_a_heartbeat_stamps_only_its_own_processing_tasks(store):
+    mine = store.create(TaskType.transcription, task_params={})
+    theirs = store.create(TaskType.transcription, task_params={})
+    store.claim(mine.identifier, "h:1:mine")
+    store.claim(theirs.identifier, "h:2:theirs")
+    old = now() - timedelta(minutes=5)
+    for task in (mine, theirs):
+        store._update(task.identifier, heartbeat_at=old)
+    store.heartbeat("h:1:mine")
+    assert as_utc(store.get(mine.identifier).heartbeat_at) > now() - timedelta(seconds=5)
+    assert as_utc(store.get(theirs.identifier).heartbeat_at) < now() - timedelta(minutes=4)
