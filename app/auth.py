@@ -56,7 +56,7 @@ class Guard:
     def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
         keys = [k.strip() for k in (settings.api_keys or "").split(",") if k.strip()]
-        self.owners = {hashlib.sha256(k.encode()).hexdigest(): fingerprint(k) for k in keys}
+        self.owners = {fingerprint(k) for k in keys}
         limit = settings.rate_limit_per_minute
         self.limiter = RateLimiter(limit) if limit else None
 
@@ -68,8 +68,8 @@ class Guard:
         if self.owners:
             header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             scheme, _, token = header.partition(" ")
-            digest = hashlib.sha256(token.strip().encode()).hexdigest()
-            owner = self.owners.get(digest) if scheme.lower() == "bearer" else None
+            given = fingerprint(token.strip())
+            owner = given if scheme.lower() == "bearer" and given in self.owners else None
             if owner is None:
                 message = (
                     "Invalid API key: check the bearer token."

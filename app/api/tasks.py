@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import RuntimeDep, SettingsDep, StoreDep
+from app.api.deps import RuntimeDep, StoreDep
 from app.api.schemas import (
     CancelResponse,
     DeleteResponse,
@@ -122,21 +122,18 @@ def _rendered(task: Task, fmt: str) -> Response:
 
 @router.post("/{identifier}/cancel", response_model=CancelResponse)
 def cancel_task(
-    identifier: str, store: StoreDep, runtime: RuntimeDep, settings: SettingsDep, owner: Owner
+    identifier: str, store: StoreDep, runtime: RuntimeDep, owner: Owner
 ) -> CancelResponse:
     """Stop a queued or processing task. It ends as `failed` with the error `cancelled: …`
     (a running task stops at its next progress step, within seconds, and frees its worker).
     A task that already ended is a 409."""
-    _owned(store, identifier, owner)
+    _owned_task(store, identifier, owner)
     before = store.cancel(identifier)
     if before is None:
         raise task_not_found(identifier)
     if before not in (TaskStatus.queued, TaskStatus.processing):
         raise ServiceError(409, "TASK_FINISHED", f"Task {identifier} already ended ({before}).")
-    if before == TaskStatus.queued:  # no worker will touch it: its input is ours to delete
-        task = store.get(identifier)
-        if task is not None and task.input_path and not settings.media_retention_seconds:
-            Path(task.input_path).unlink(missing_ok=True)
+    if before == TaskStatus.queued:  # no worker will touch it: it ends here
         runtime.task_ended(identifier)
     return CancelResponse(identifier=identifier)
 
@@ -145,7 +142,7 @@ def cancel_task(
 @router.delete("/{identifier}", response_model=DeleteResponse)
 def delete_task(identifier: str, store: StoreDep, owner: Owner) -> DeleteResponse:
     """Delete a task and its stored input."""
-    _owned(store, identifier, owner)
+    _owned_task(store, identifier, owner)
     task = store.delete(identifier)
     if task is None:
         raise task_not_found(identifier)
@@ -154,9 +151,10 @@ def delete_task(identifier: str, store: StoreDep, owner: Owner) -> DeleteRespons
     return DeleteResponse(identifier=identifier)
 
 
-def _owned(store: TaskStore, identifier: str, owner: str | None) -> None:
-    if owner is not None:
-        task = store.get(identifier)
-        if task is None:
-            raise task_not_found(identifier)
-        check_owner(task, owner)
+def _owned_task(store: TaskStore, identifier: str, owner: str | None) -> Task:
+    """The task, when it exists and (with API keys) belongs to the caller."""
+    task = store.get(identifier)
+    if task is None:
+        raise task_not_found(identifier)
+    check_owner(task, owner)
+    return task

@@ -84,10 +84,16 @@ class Runtime:
     )
 
     def task_ended(self, identifier: str) -> None:
-        """Wake the requests waiting on the task and send its webhook (off this thread)."""
+        """Wake the requests waiting on the task, delete its input (unless
+        MEDIA_RETENTION_SECONDS keeps it for housekeeping) and send its webhook (off this
+        thread). Called once wherever a task ends: worker, cancel while queued, recovery."""
         self.finished.notify(identifier)
         task = self.store.get(identifier)
-        if task is not None and task.callback_url:
+        if task is None:
+            return
+        if task.input_path and not self.settings.media_retention_seconds:
+            Path(task.input_path).unlink(missing_ok=True)
+        if task.callback_url:
             self.webhooks.submit(deliver_callback, identifier, self)
 
 
@@ -162,9 +168,6 @@ def run_task(identifier: str, runtime: Runtime) -> bool:
         store.fail(identifier, f"Internal error: {type(exc).__name__}: {exc}", stages.info)
     else:
         store.finish(identifier, result, stages.info, language=language or task.language)
-    finally:
-        if task.input_path and not runtime.settings.media_retention_seconds:
-            Path(task.input_path).unlink(missing_ok=True)  # else housekeeping deletes it later
     runtime.task_ended(identifier)
     return True
 

@@ -256,3 +256,21 @@ def test_slow_or_hostile_receivers_do_not_hold_up_other_webhooks(client, setting
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_media_is_kept_for_its_retention_time_then_deleted(client, settings, tmp_path):
+    settings.media_retention_seconds = 3600
+    clip = tmp_path / "clip.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(clip), "synth", "1", "sine", "300"],
+        check=True,
+    )
+    done = _submit(client, clip, "?diarize=false&align=false&language=en&model=tiny.en")
+    assert client.get(f"/task/{done}?wait=120").json()["status"] == "completed"
+    stored = [f.name for f in settings.media_dir.iterdir()]
+    assert len(stored) == 1  # kept after the task ended
+    queue = client.app.state.queue
+    assert queue.housekeep(grace_seconds=0) == (0, 0)  # still within its retention
+    settings.media_retention_seconds = 0
+    assert queue.housekeep(grace_seconds=0) == (1, 0)
+    assert not any(settings.media_dir.iterdir())
