@@ -52,8 +52,8 @@ EXPOSE 8000
 VOLUME ["/data", "/models"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=4)"
 
-# One worker process: it owns the GPU, the loaded models and the task queue
-# (MAX_CONCURRENT_TASKS sets how many pipelines run at once inside it).
-CMD ["gunicorn", "app.main:create_app()", "--worker-class", "uvicorn_worker.UvicornWorker", \
-     "--workers", "1", "--bind", "0.0.0.0:8000", "--timeout", "0", "--graceful-timeout", "30", \
+# One image, two roles. Default: the API (it never loads a model, so any number of gunicorn
+# workers and containers may serve it). Workers: `python -m app.worker` (docker-compose.yaml).
+CMD ["gunicorn", "app.main:app", "--worker-class", "uvicorn_worker.UvicornWorker", \
+     "--workers", "2", "--bind", "0.0.0.0:8000", "--timeout", "0", "--graceful-timeout", "30", \
      "--log-config", "gunicorn_logging.conf"]

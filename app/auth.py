@@ -1,16 +1,20 @@
 """API keys and rate limits, checked before a request body is read.
 
-With `API_KEYS` set, every request but /health and the docs needs `Authorization: Bearer <key>`.
-A task belongs to the key that submitted it, recorded as the key's fingerprint (never the key).
+With `API_KEYS` set, every request but /health, the docs and the web page needs
+`Authorization: Bearer <key>`, or is a signed audio link. A task belongs to the key that
+submitted it, recorded as the key's fingerprint (never the key).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
+import re
 import threading
 import time
 from typing import Annotated, Any
+from urllib.parse import parse_qs
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -19,11 +23,33 @@ from app.errors import ServiceError, envelope
 from app.settings import Settings
 from app.store.models import Task
 
-PUBLIC = ("/health", "/docs", "/redoc", "/openapi.json")
+PUBLIC = ("/health", "/docs", "/redoc", "/openapi.json", "/ui")
+AUDIO_LINK_SECONDS = 600
+"""How long a signed audio link (GET /task/{identifier}/audio-link) stays valid."""
+_AUDIO_PATH = re.compile(r"/task/([^/]+)/audio")
 
 
 def fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _link_key(settings: Settings) -> bytes:
+    """The HMAC key of audio links, derived from API_KEYS: every API process agrees on it, and
+    changing the keys revokes the links."""
+    keys = sorted(k.strip() for k in (settings.api_keys or "").split(",") if k.strip())
+    return hashlib.sha256("\0".join(["whisperx audio link", *keys]).encode()).digest()
+
+
+def _signature(key: bytes, identifier: str, expires: int) -> str:
+    return hmac.new(key, f"{identifier}:{expires}".encode(), "sha256").hexdigest()
+
+
+def audio_link(settings: Settings, identifier: str) -> str:
+    """A URL of the task's audio that works without the API key until it expires (an `<audio>`
+    element cannot send a header)."""
+    expires = int(time.time()) + AUDIO_LINK_SECONDS
+    signature = _signature(_link_key(settings), identifier, expires)
+    return f"/task/{identifier}/audio?expires={expires}&signature={signature}"
 
 
 class RateLimiter:
@@ -59,13 +85,26 @@ class Guard:
         self.owners = {fingerprint(k) for k in keys}
         limit = settings.rate_limit_per_minute
         self.limiter = RateLimiter(limit) if limit else None
+        self.link_key = _link_key(settings)
+
+    def _signed_audio(self, scope: Any) -> bool:
+        """A GET of /task/{identifier}/audio with a valid, unexpired signature."""
+        match = _AUDIO_PATH.fullmatch(scope["path"])
+        if match is None or scope["method"] not in ("GET", "HEAD"):
+            return False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        expires, signature = query.get("expires", [""])[0], query.get("signature", [""])[0]
+        if not (expires.isdigit() and len(expires) < 12 and int(expires) >= time.time()):
+            return False
+        expected = _signature(self.link_key, match[1], int(expires))
+        return hmac.compare_digest(signature.encode(), expected.encode())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"].startswith(PUBLIC):
             await self.app(scope, receive, send)
             return
         owner = None
-        if self.owners:
+        if self.owners and not self._signed_audio(scope):
             header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             scheme, _, token = header.partition(" ")
             given = fingerprint(token.strip())

@@ -46,18 +46,10 @@ def envelope(
 
 
 HTTP_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "CONFLICT",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA",
-    429: "TOO_MANY_REQUESTS",
-    503: "UNAVAILABLE",
-    507: "INSUFFICIENT_STORAGE",
-}
+    400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA",
+    429: "TOO_MANY_REQUESTS", 503: "UNAVAILABLE", 507: "INSUFFICIENT_STORAGE",
+}  # fmt: skip
 
 ERROR_RESPONSES: dict[int | str, dict] = {
     code: {"model": ErrorResponse, "description": name.replace("_", " ").capitalize()}

@@ -6,12 +6,13 @@ import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Device = Literal["cuda", "cpu"]
 ComputeType = Literal["float16", "float32", "int8", "int8_float16", "int8_float32", "default"]
 StageChoice = Literal["auto", "production", "offline"]
+QueueChoice = Literal["local", "celery"]
 
 
 def cuda_available() -> bool:
@@ -54,9 +55,20 @@ class Settings(BaseSettings):
     """Address `make run` binds to."""
     port: int = 8000
     """Port `make run` binds to."""
+    queue: QueueChoice = "local"
+    """`local`: workers take queued tasks from the database (no broker; the default).
+    `celery`: a Redis broker (BROKER_URL) carries task identifiers to Celery workers."""
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL of the Celery broker (QUEUE=celery)."""
+    workers: int = Field(default=1, ge=0, le=64)
+    """Local worker processes `make run` starts beside the API (and restarts when one dies);
+    0 serves the API alone, with workers started elsewhere (`make worker`)."""
     max_concurrent_tasks: int = Field(default=1, ge=1, le=64)
-    """Pipelines that run at once; the rest wait as `queued`. One per GPU; on a CPU host each
-    pipeline already uses every core, so 1 is right for small machines."""
+    """Tasks one Celery worker runs at once (prefork children): one per GPU. On a CPU host each
+    pipeline already uses every core, so 1 is right; a local worker runs one task at a time."""
+    task_time_limit_seconds: int = Field(default=6 * 3600, ge=60)
+    """Longest a task may run; it then fails with that reason (the broker's visibility timeout
+    is set an hour above it, so a long task is never sent to a second worker)."""
     media_dir: Path = Path("media")
     """Where uploads and downloads are stored while their task runs (deleted when it ends)."""
     model_dir: Path = Path("models")
@@ -126,12 +138,16 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @model_validator(mode="after")
-    def _resolve_device(self) -> Settings:
-        if self.device is None:
-            self.device = "cuda" if cuda_available() else "cpu"
-        if self.compute_type is None:
-            self.compute_type = "float16" if self.device == "cuda" else "int8"
-        if self.batch_size is None:
-            self.batch_size = 8 if self.device == "cuda" else 2
-        return self
+    def media_path(self, key: str) -> Path:
+        """The file of a media key: keys are names inside MEDIA_DIR, shared by every machine."""
+        return self.media_dir / Path(key).name
+
+    def for_worker(self) -> Settings:
+        """A copy with the device-dependent defaults filled in, as a worker runs with them (it
+        imports torch to look for CUDA: API processes never call this)."""
+        device = self.device or ("cuda" if cuda_available() else "cpu")
+        compute_type = self.compute_type or ("float16" if device == "cuda" else "int8")
+        batch_size = self.batch_size or (8 if device == "cuda" else 2)
+        return self.model_copy(
+            update={"device": device, "compute_type": compute_type, "batch_size": batch_size}
+        )

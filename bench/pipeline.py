@@ -40,40 +40,41 @@ def _settings(model: str, workdir: Path):
     )
 
 
-def _params(model: str, settings) -> dict:
-    return {
-        "model": {
-            "model": model,
-            "language": None,
-            "task": "transcribe",
-            "device": settings.device,
-            "compute_type": settings.compute_type,
-            "batch_size": 8,
-            "chunk_size": 20,
-        },
-        "asr": {},
-        "vad": {},
-        "alignment": {},
-        "diarization": {},
-    }
+def _params(model: str):
+    from app.pipeline.options import (
+        AlignmentOptions,
+        AsrOptions,
+        DiarizationOptions,
+        ModelOptions,
+        TaskParams,
+        VadOptions,
+    )
+
+    return TaskParams(
+        model=ModelOptions(model=model, batch_size=8),
+        asr=AsrOptions(),
+        vad=VadOptions(),
+        alignment=AlignmentOptions(),
+        diarization=DiarizationOptions(),
+    )
 
 
 def child(model: str, runs: int) -> dict:
     """Everything measured for one model, in this process."""
     from app.pipeline.audio import decode_audio
     from app.pipeline.models import ModelCache
-    from app.pipeline.run import Stages, full_process
+    from app.pipeline.run import Stages, run
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    settings = _settings(model, workdir)
+    settings = _settings(model, workdir).for_worker()
     cache = ModelCache()
     seconds = decode_audio(SAMPLE).size / 16000
 
     def direct() -> tuple[float, dict]:
         """Decode the file and run the stages, as a script calling the pipeline would."""
-        stages = Stages("full_process", settings, cache, lambda *_: None)
+        stages = Stages("full_process", settings, cache, lambda *_, **__: None)
         started = time.perf_counter()
-        full_process(stages, decode_audio(SAMPLE), _params(model, settings))
+        run("full_process", _params(model), None, SAMPLE, stages)
         return time.perf_counter() - started, stages.info
 
     loads_before = sum(cache.load_seconds.values())

@@ -180,7 +180,8 @@ def reference_turns() -> list[tuple[float, float, str]]:
 def bench_asr(ctx: Context, sets: dict[str, list[Speech]]) -> None:
     import jiwer
 
-    from app.pipeline.transcribe import load_pipeline, transcribe
+    from app.pipeline.options import AsrOptions, ModelOptions, VadOptions
+    from app.pipeline.transcribe import load_whisper, transcribe
     from tests.speech import normalise
 
     reference, _ = reference_text()
@@ -188,13 +189,14 @@ def bench_asr(ctx: Context, sets: dict[str, list[Speech]]) -> None:
     rows = []
     for model in ("base", "tiny.en"):
         note(f"ASR: {model}")
-        load_pipeline(ctx.cache, s, model, str(s.device), str(s.compute_type))
+        with load_whisper(ctx.cache, s, model, str(s.device), str(s.compute_type)):
+            pass  # loaded before the timed runs
 
         def run(audio: np.ndarray, language: str | None, model: str = model) -> tuple[str, str]:
+            options = ModelOptions(model=model, language=language, batch_size=8)
             out, _ = transcribe(
-                audio, cache=ctx.cache, settings=s, model=model, language=language,
-                device=str(s.device), compute_type=str(s.compute_type),
-            )  # fmt: skip
+                audio, options, AsrOptions(), VadOptions(), cache=ctx.cache, settings=s
+            )
             return " ".join(seg["text"] for seg in out["segments"]), out["language"]
 
         seconds, hypothesis, detected = [], "", ""
@@ -297,8 +299,9 @@ def align_sample(aligner: Any, ctx: Context) -> Timing:
 
 
 def bench_alignment(ctx: Context, sets: dict[str, list[Speech]]) -> dict[str, Timing]:
-    from app.pipeline.align import PocketsphinxAligner, load_aligner, load_whisper_aligner
+    from app.pipeline.align import load_aligner
     from app.pipeline.models import ModelUnavailable
+    from app.pipeline.offline.align import PocketsphinxAligner, load_whisper_aligner
 
     s = ctx.settings
     tiny = s.model_copy(update={"whisper_model": "tiny.en"})
@@ -311,8 +314,8 @@ def bench_alignment(ctx: Context, sets: dict[str, list[Speech]]) -> dict[str, Ti
 
     english = [n for n in sets if n.startswith("en ")]
     german = [n for n in sets if n.startswith("de ")]
-    aligners: list[tuple[Callable[[], Any], list[str]]] = [
-        (lambda: PocketsphinxAligner(fallback), english),
+    aligners: list[tuple[Callable[[], contextlib.AbstractContextManager[Any]], list[str]]] = [
+        (lambda: contextlib.nullcontext(PocketsphinxAligner(fallback)), english),
         (lambda: load_whisper_aligner("en", ctx.cache, s), english),
         (lambda: load_whisper_aligner("en", ctx.cache, tiny), english),
         (lambda: load_whisper_aligner("de", ctx.cache, s), german),
@@ -320,26 +323,30 @@ def bench_alignment(ctx: Context, sets: dict[str, list[Speech]]) -> dict[str, Ti
     production = s.model_copy(update={"aligner": "production"})
     unavailable: list[tuple[str, str]] = []
     for language, names in (("en", english), ("de", german)):
+
+        def load(language: str = language) -> contextlib.AbstractContextManager[Any]:
+            return load_aligner(language, cache=ctx.cache, settings=production)
+
         try:
-            aligner = load_aligner(language, cache=ctx.cache, settings=production)
-            aligners.append((lambda a=aligner: a, names))
+            with load():
+                aligners.append((load, names))
         except ModelUnavailable as exc:
             unavailable.append((language, str(exc)))
 
     rows, results = [], {}
     for load, names in aligners:
-        aligner = load()
-        note(f"aligning with {aligner.name}")
-        jobs: list[tuple[str, list[Speech] | None]] = [(n, sets[n]) for n in names]
-        if names is english:
-            jobs.append(("real: sample.wav utterance edges", None))
-        for name, speech in jobs:
-            before = len(fallbacks)
-            t = align_sample(aligner, ctx) if speech is None else align_set(aligner, speech)
-            results[f"{aligner.name} {name}"] = t
-            rows.append([aligner.name, name, *timing_cells(t)])
-            if len(fallbacks) > before and isinstance(aligner, PocketsphinxAligner):
-                fell_back.append(f"{name} ({len(fallbacks) - before})")
+        with load() as aligner:
+            note(f"aligning with {aligner.name}")
+            jobs: list[tuple[str, list[Speech] | None]] = [(n, sets[n]) for n in names]
+            if names is english:
+                jobs.append(("real: sample.wav utterance edges", None))
+            for name, speech in jobs:
+                before = len(fallbacks)
+                t = align_sample(aligner, ctx) if speech is None else align_set(aligner, speech)
+                results[f"{aligner.name} {name}"] = t
+                rows.append([aligner.name, name, *timing_cells(t)])
+                if len(fallbacks) > before and isinstance(aligner, PocketsphinxAligner):
+                    fell_back.append(f"{name} ({len(fallbacks) - before})")
     for language, reason in unavailable:
         rows.append([f"wav2vec2 ({language})", "unavailable: " + first_sentence(reason),
                      *["-"] * 9])  # fmt: skip
@@ -359,7 +366,10 @@ def bench_alignment(ctx: Context, sets: dict[str, list[Speech]]) -> dict[str, Ti
     head = ["aligner", "speech", "words", "start median", "start p90", "end median", "end p90",
             "≤100 ms %", "≤200 ms %", "seconds", "RTF"]  # fmt: skip
     table(head, rows)
-    picks = {lang: load_aligner(lang, cache=ctx.cache, settings=s).name for lang in ("en", "de")}
+    picks: dict[str, str] = {}
+    for language in ("en", "de"):
+        with load_aligner(language, cache=ctx.cache, settings=s) as aligner:
+            picks[language] = aligner.name
     print(
         f"Offline the service picks `{picks['en']}` for English and `{picks['de']}` for German. "
         "pocketsphinx handed segments it could not align to Whisper in: "
@@ -508,49 +518,48 @@ def bench_diarization(ctx: Context) -> dict[str, Any]:
     from app.pipeline.models import ModelUnavailable
 
     inputs = diarization_inputs(ctx)
-    diarizers, unavailable = [], []
+    available, unavailable = [], []
     for mode in ("offline", "production"):
+        settings = ctx.settings.model_copy(update={"diarizer": mode})
         try:
-            diarizers.append(
-                load_diarizer(
-                    cache=ctx.cache, settings=ctx.settings.model_copy(update={"diarizer": mode})
-                )
-            )
+            with load_diarizer(cache=ctx.cache, settings=settings):
+                available.append(settings)
         except ModelUnavailable as exc:
             unavailable.append((mode, str(exc)))
     rows, counts, facts = [], {}, {}
     said: list[str] = []  # what pyannote printed, by input
-    for diarizer in diarizers:
-        note(f"diarizing with {diarizer.name}")
-        right = []
-        for item in inputs:
-            seconds = item.audio.size / RATE
-            for given in (item.speakers, None):
-                took, printed = [], io.StringIO()  # pyannote prints clustering trouble
-                for _ in range(item.repeat):
-                    started = time.perf_counter()
-                    with contextlib.redirect_stdout(printed):
-                        turns = diarizer.diarize(item.audio, num_speakers=given)
-                    took.append(time.perf_counter() - started)
-                for line in dict.fromkeys(printed.getvalue().splitlines()):
-                    said.append(f"{item.name}, count {'given' if given else 'unknown'}: {line}")
-                found = len({t["speaker"] for t in turns})
-                errors = [der(item.reference, turns, seconds, c) for c in (0.0, 0.25)]
-                median = statistics.median(took)
-                rows.append([
-                    diarizer.name, item.name, f"{seconds:.0f}", item.speakers,
-                    "given" if given else "unknown", found,
-                    f"{100 * errors[0]:.1f}", f"{100 * errors[1]:.1f}",
-                    f"{median:.2f}", f"{median / seconds:.3f}",
-                ])  # fmt: skip
-                facts[(diarizer.name, item.name, given is not None)] = (
-                    found,
-                    errors,
-                    median / seconds,
-                )
-                if given is None:
-                    right.append(found == item.speakers)
-        counts[diarizer.name] = right
+    for settings in available:
+        with load_diarizer(cache=ctx.cache, settings=settings) as diarizer:
+            note(f"diarizing with {diarizer.name}")
+            right = []
+            for item in inputs:
+                seconds = item.audio.size / RATE
+                for given in (item.speakers, None):
+                    took, printed = [], io.StringIO()  # pyannote prints clustering trouble
+                    for _ in range(item.repeat):
+                        started = time.perf_counter()
+                        with contextlib.redirect_stdout(printed):
+                            turns = diarizer.diarize(item.audio, num_speakers=given)
+                        took.append(time.perf_counter() - started)
+                    for line in dict.fromkeys(printed.getvalue().splitlines()):
+                        said.append(f"{item.name}, count {'given' if given else 'unknown'}: {line}")
+                    found = len({t["speaker"] for t in turns})
+                    errors = [der(item.reference, turns, seconds, c) for c in (0.0, 0.25)]
+                    median = statistics.median(took)
+                    rows.append([
+                        diarizer.name, item.name, f"{seconds:.0f}", item.speakers,
+                        "given" if given else "unknown", found,
+                        f"{100 * errors[0]:.1f}", f"{100 * errors[1]:.1f}",
+                        f"{median:.2f}", f"{median / seconds:.3f}",
+                    ])  # fmt: skip
+                    facts[(diarizer.name, item.name, given is not None)] = (
+                        found,
+                        errors,
+                        median / seconds,
+                    )
+                    if given is None:
+                        right.append(found == item.speakers)
+            counts[diarizer.name] = right
     for mode, reason in unavailable:
         rows.append([f"{mode} diarizer", "unavailable: " + first_sentence(reason), *["-"] * 8])
     print("## Diarization: error rate (%) per diarizer\n")
@@ -674,6 +683,7 @@ def main() -> None:
     setup_logging("warning")  # whisperX logs each VAD pass to stdout at INFO
 
     settings = Settings(_env_file=None, model_dir=REPO / "models", hub_allowed=args.hub)
+    settings = settings.for_worker()
     plan = QUICK if args.quick else FULL
     ctx = Context(plan, settings, ModelCache(), decode_audio(SAMPLE_DIR / "sample.wav"))
     print(f"# Quality benchmark ({'quick' if args.quick else 'full'} run)\n")

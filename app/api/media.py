@@ -1,4 +1,5 @@
-"""Getting input onto disk: uploads streamed to the media folder, URL downloads, JSON inputs."""
+"""Getting input onto disk: uploads streamed to the media folder, URL downloads, JSON inputs.
+A stored input is named by its key: its file name inside MEDIA_DIR (shared by every machine)."""
 
 from __future__ import annotations
 
@@ -20,20 +21,8 @@ from app.net import BlockedURL, parse_url, pinned_request
 from app.pipeline.audio import AudioError, probe_duration
 from app.settings import Settings
 
-AUDIO_EXTENSIONS = {
-    ".oga",
-    ".m4a",
-    ".aac",
-    ".wav",
-    ".amr",
-    ".wma",
-    ".awb",
-    ".mp3",
-    ".ogg",
-    ".flac",
-    ".webm",
-    ".opus",
-}
+AUDIO_EXTENSIONS = {".oga", ".m4a", ".aac", ".wav", ".amr", ".wma", ".awb", ".mp3", ".ogg",
+                    ".flac", ".webm", ".opus"}  # fmt: skip
 VIDEO_EXTENSIONS = {".wmv", ".mkv", ".avi", ".mov", ".mp4"}
 CHUNK = 1 << 20
 
@@ -115,8 +104,8 @@ def check_media(path: Path, name: str, settings: Settings) -> float | None:
         raise
 
 
-def save_upload(upload: UploadFile, settings: Settings) -> tuple[Path, str, float | None]:
-    """Copy an upload to the media folder in chunks. Returns (path, file name, duration)."""
+def save_upload(upload: UploadFile, settings: Settings) -> tuple[str, str, float | None]:
+    """Copy an upload to the media folder in chunks. Returns (key, file name, duration)."""
     name = clean_name(upload.filename or "", "upload")
     suffix = Path(name).suffix.lower()
     known = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
@@ -139,10 +128,10 @@ def save_upload(upload: UploadFile, settings: Settings) -> tuple[Path, str, floa
                 f"{', '.join(sorted(known))}, and anything else ffmpeg decodes."
             )
         raise
-    return path, name, duration
+    return path.name, name, duration
 
 
-def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
+def download(url: str, settings: Settings) -> tuple[str, str, float | None]:
     """Fetch `url` into the media folder within the upload size limit and DOWNLOAD_TIMEOUT_SECONDS,
     connecting only to checked public addresses (each redirect checked again)."""
     try:
@@ -214,7 +203,7 @@ def download(url: str, settings: Settings) -> tuple[Path, str, float | None]:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return path, name, check_media(path, name, settings)
+    return path.name, name, check_media(path, name, settings)
 
 
 def _no_constants(name: str) -> Any:

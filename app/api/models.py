@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from app.api.deps import RuntimeDep, SettingsDep
+from app.api.deps import SettingsDep, StoreDep
 from app.auth import owner
 from app.errors import ERROR_RESPONSES
 from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
@@ -22,7 +22,7 @@ class ModelInfo(BaseModel):
     source: Literal["local", "bundled", "hub"] | None
     """Where it would be loaded from: a folder in MODEL_DIR, a registry package, or the hub."""
     loaded: bool
-    """In memory now (no load time for the next task)."""
+    """In memory of a live worker now (no load time for the next task there)."""
     english_only: bool
 
 
@@ -33,7 +33,7 @@ class ModelList(BaseModel):
 
 
 @router.get("/models", response_model=ModelList)
-def list_models(settings: SettingsDep, runtime: RuntimeDep) -> ModelList:
+def list_models(settings: SettingsDep, store: StoreDep) -> ModelList:
     """Every model name the API accepts, plus model folders found in MODEL_DIR, with where each
     would come from. Unavailable models need a folder in MODEL_DIR or hub access."""
     local = sorted(
@@ -41,20 +41,21 @@ def list_models(settings: SettingsDep, runtime: RuntimeDep) -> ModelList:
         for p in settings.model_dir.glob("**/model.bin")
         if "hub" not in p.parts
     )
-    keys = [key for key in runtime.cache.loaded() if isinstance(key, tuple)]
-    loaded_paths = {str(key[1]) for key in keys if key[0] == "whisper"}
+    loaded = {
+        m.get("name") for w in store.workers() for m in w.models if m.get("kind") == "whisper"
+    }
     models = []
     for name in dict.fromkeys([*WHISPER_MODELS, *local]):
         try:
-            path, source = resolve_whisper_model(name, settings.model_dir, settings.hub_allowed)
+            _, source = resolve_whisper_model(name, settings.model_dir, settings.hub_allowed)
         except ModelUnavailable:
-            path, source = None, None
+            source = None
         models.append(
             ModelInfo(
                 name=name,
                 available=source is not None,
                 source=source,  # type: ignore[arg-type]
-                loaded=path in loaded_paths,
+                loaded=name in loaded,
                 english_only=name.endswith(".en"),
             )
         )

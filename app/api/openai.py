@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import time
 import zlib
@@ -15,33 +13,34 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.api.deps import QueueDep, RuntimeDep, SettingsDep, StoreDep
+from app.api.deps import QueueDep, SettingsDep, StoreDep, Waiter, WaiterDep
 from app.api.media import save_upload
-from app.api.schemas import (
-    alignment_params,
-    asr_options,
-    diarization_params,
-    full_params,
-    model_params,
-    vad_options,
-)
+from app.api.schemas import checked_model
 from app.auth import Owner
 from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError, envelope, task_not_found
 from app.pipeline.formats import render, words_of
+from app.pipeline.options import (
+    LANGUAGES,
+    AlignmentOptions,
+    AsrOptions,
+    DiarizationOptions,
+    ModelOptions,
+    TaskParams,
+    VadOptions,
+)
 from app.settings import Settings
 from app.store.models import Task, TaskStatus, TaskType
-from app.store.tasks import TaskStore
-from app.worker.job import Runtime
-from app.worker.local import LocalQueue
+from app.store.tasks import ENDED, TaskStore
+from app.worker.queue import Queue, submit
 
 WAIT_SECONDS = 3600
 """Longest a request waits for its task; past it the answer is 504 and the task runs on."""
-RECHECK_SECONDS = 5
-"""How often the waiting request re-reads the task, in case its end was signalled elsewhere."""
+RECHECK_SECONDS = 60
+"""The waiting request re-reads the task at least this often (the waiter wakes it sooner)."""
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
@@ -215,25 +214,28 @@ def _job(
 ) -> Job:
     """Validate with the task API's own rules and build the same task parameters."""
     settings: Settings = request.app.state.settings
-    name = settings.whisper_model if model == "whisper-1" else model
     diarize = diarize or response_format == "diarized_json"
-    params = model_params(request, language=language, task=task, model=name)
-    task_params = full_params(
-        params,
-        asr_options(temperatures=[str(temperature)], initial_prompt=prompt or None),
-        vad_options(),
-        # word timings cost an alignment pass: run it only when words are asked for, or when
-        # speakers are, so that they are assigned word by word
-        alignment_params(align="word" in granularities or diarize),
-        diarization_params(
-            min_speakers=min_speakers,
-            max_speakers=max_speakers,
-            num_speakers=num_speakers,
-            diarize=diarize,
-        ),
-    )
+    try:
+        given = {"language": language} if language is not None else {}
+        options = checked_model(request, ModelOptions(
+            **given, task=task, model=settings.whisper_model if model == "whisper-1" else model
+        ))  # fmt: skip
+        params = TaskParams(
+            model=options,
+            asr=AsrOptions(temperatures=[temperature], initial_prompt=prompt or None),
+            vad=VadOptions(),
+            # word timings cost an alignment pass: run it only when words are asked for, or
+            # when speakers are, so that they are assigned word by word
+            alignment=AlignmentOptions(align="word" in granularities or diarize),
+            diarization=DiarizationOptions(
+                min_speakers=min_speakers, max_speakers=max_speakers,
+                num_speakers=num_speakers, diarize=diarize,
+            ),
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
     return Job(
-        file, task, task_params, params.language, response_format, granularities, temperature
+        file, task, params.stored(), options.language, response_format, granularities, temperature
     )
 
 
@@ -266,20 +268,11 @@ def transcription_job(
     max_speakers: SpeakersField = None,
 ) -> Job:
     return _job(
-        request,
-        file=file,
-        model=model,
-        language=language,
-        task="transcribe",
-        prompt=prompt,
-        response_format=response_format,
-        temperature=temperature,
-        granularities=list(timestamp_granularities or ["segment"]),
-        diarize=diarize,
-        num_speakers=num_speakers,
-        min_speakers=min_speakers,
-        max_speakers=max_speakers,
-    )
+        request, file=file, model=model, language=language, task="transcribe", prompt=prompt,
+        response_format=response_format, temperature=temperature,
+        granularities=list(timestamp_granularities or ["segment"]), diarize=diarize,
+        num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
+    )  # fmt: skip
 
 
 def translation_job(
@@ -298,20 +291,11 @@ def translation_job(
     max_speakers: SpeakersField = None,
 ) -> Job:
     return _job(
-        request,
-        file=file,
-        model=model,
-        language="auto",
-        task="translate",
-        prompt=prompt,
-        response_format=response_format,
-        temperature=temperature,
-        granularities=["segment"],
-        diarize=diarize,
-        num_speakers=num_speakers,
-        min_speakers=min_speakers,
+        request, file=file, model=model, language="auto", task="translate", prompt=prompt,
+        response_format=response_format, temperature=temperature, granularities=["segment"],
+        diarize=diarize, num_speakers=num_speakers, min_speakers=min_speakers,
         max_speakers=max_speakers,
-    )
+    )  # fmt: skip
 
 
 TEXT_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -336,14 +320,14 @@ async def create_transcription(
     settings: SettingsDep,
     store: StoreDep,
     queue: QueueDep,
-    runtime: RuntimeDep,
+    waiter: WaiterDep,
     owner: Owner,
 ) -> Response:
     """Transcribe audio, as OpenAI's endpoint does, and answer when done (synchronously).
     Runs as an ordinary `full_process` task on the service's workers, so it queues behind
     other tasks and is listed by `GET /task/all`; the `X-Task-Identifier` header names it.
     Words are aligned only when `word` timestamps or speakers are asked for."""
-    task = await _run(job, settings, store, queue, runtime, owner)
+    task = await _run(job, settings, store, queue, waiter, owner)
     return _answer(task, job)
 
 
@@ -357,54 +341,41 @@ async def create_translation(
     settings: SettingsDep,
     store: StoreDep,
     queue: QueueDep,
-    runtime: RuntimeDep,
+    waiter: WaiterDep,
     owner: Owner,
 ) -> Response:
     """Translate speech in any language into English text, as OpenAI's endpoint does, and
     answer when done. Needs a multilingual model (`whisper-1`/`base`, not a `.en` one)."""
-    task = await _run(job, settings, store, queue, runtime, owner)
+    task = await _run(job, settings, store, queue, waiter, owner)
     return _answer(task, job)
 
 
-def _create(job: Job, settings: Settings, store: TaskStore, owner: str | None) -> str:
-    path, name, duration = save_upload(job.file, settings)
-    task = store.create(
-        TaskType.full_process,
-        task_params=job.task_params,
-        file_name=name,
-        input_path=str(path),
-        language=job.language,
-        audio_duration=duration,
-        owner=owner,
-    )
-    return task.identifier
+def _create(job: Job, settings: Settings, store: TaskStore, queue: Queue, owner: str | None) -> str:
+    key, name, duration = save_upload(job.file, settings)
+    return submit(
+        store, queue, TaskType.full_process, job.task_params, file_name=name, input_key=key,
+        language=job.language, audio_duration=duration, owner=owner,
+    )  # fmt: skip
 
 
 async def _run(
-    job: Job,
-    settings: Settings,
-    store: TaskStore,
-    queue: LocalQueue,
-    runtime: Runtime,
-    owner: str | None,
+    job: Job, settings: Settings, store: TaskStore, queue: Queue, waiter: Waiter, owner: str | None
 ) -> Task:
     """Queue the job as a task and wait for it to end (or for WAIT_SECONDS)."""
-    identifier = await run_in_threadpool(_create, job, settings, store, owner)
-    event = runtime.finished.watch(identifier)  # before the task can end
-    try:
-        queue.submit(identifier)
-        deadline = time.monotonic() + WAIT_SECONDS
-        while True:
-            task = await run_in_threadpool(store.get, identifier)
-            if task is None:
-                raise task_not_found(identifier)
-            ended = task.status in (TaskStatus.completed, TaskStatus.failed)
-            if ended or time.monotonic() > deadline:
-                return task
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), RECHECK_SECONDS)
-    finally:
-        runtime.finished.forget(identifier, event)
+    identifier = await run_in_threadpool(_create, job, settings, store, queue, owner)
+    return await wait_for(identifier, store, waiter, WAIT_SECONDS)
+
+
+async def wait_for(identifier: str, store: TaskStore, waiter: Waiter, seconds: float) -> Task:
+    """The task once it has ended (in whichever worker), or as it is after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        task = await run_in_threadpool(store.get, identifier)
+        if task is None:
+            raise task_not_found(identifier)
+        if task.status in ENDED or time.monotonic() > deadline:
+            return task
+        await waiter.wait(identifier, min(RECHECK_SECONDS, max(deadline - time.monotonic(), 0.01)))
 
 
 def _unfinished(task: Task, headers: dict[str, str]) -> Response:
@@ -472,8 +443,6 @@ def _verbose(
     job: Job,
     language: str | None,
 ) -> TranscriptionVerbose:
-    from whisperx.utils import LANGUAGES
-
     verbose = TranscriptionVerbose(
         task=job.task,
         language="english"

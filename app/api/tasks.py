@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import RuntimeDep, StoreDep
-from app.api.schemas import (
-    CancelResponse,
-    DeleteResponse,
-    TaskList,
-    TaskResult,
-    task_result,
-    task_summary,
-)
+from app.api.deps import SettingsDep, StoreDep, WaiterDep
+from app.api.schemas import CancelResponse, DeleteResponse
 from app.auth import Owner, check_owner
 from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError, task_not_found
 from app.pipeline.formats import MEDIA_TYPES, render
 from app.store.models import Task, TaskStatus, TaskType
-from app.store.tasks import TaskStore
+from app.store.tasks import UNFINISHED, TaskStore
+from app.store.views import TaskList, TaskResult, corrected, task_result, task_summary
+from app.worker.queue import release_input
 
 router = APIRouter(prefix="/task", tags=["Tasks Management"], responses=ERROR_RESPONSES)
 
@@ -64,7 +57,7 @@ def list_tasks(
 async def get_task(
     identifier: str,
     store: StoreDep,
-    runtime: RuntimeDep,
+    waiter: WaiterDep,
     owner: Owner,
     format: Annotated[
         Literal["json", "srt", "vtt", "txt", "tsv", "rttm"] | None,
@@ -80,31 +73,29 @@ async def get_task(
             description="Seconds to wait for the task to end before answering (long poll); 0 answers at once.",
         ),
     ] = 0,
+    original: Annotated[
+        bool,
+        Query(description="The machine's transcript, without people's corrections."),
+    ] = False,
 ) -> TaskResult | Response:
     """Status, result (once completed), error (once failed) and metadata of one task,
     including its stage, progress, queue position and how it was processed."""
-    event = runtime.finished.watch(identifier) if wait else None
-    try:
+    task = await run_in_threadpool(store.get, identifier)
+    if task is None:
+        raise task_not_found(identifier)
+    check_owner(task, owner)
+    if wait and task.status in UNFINISHED:
+        await waiter.wait(identifier, wait)
         task = await run_in_threadpool(store.get, identifier)
         if task is None:
             raise task_not_found(identifier)
-        check_owner(task, owner)
-        if event is not None and task.status in (TaskStatus.queued, TaskStatus.processing):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), wait)
-            task = await run_in_threadpool(store.get, identifier)
-            if task is None:
-                raise task_not_found(identifier)
-    finally:
-        if event is not None:
-            runtime.finished.forget(identifier, event)
     if format is not None:
-        return _rendered(task, format)
+        return _rendered(task, format, original)
     position = await run_in_threadpool(store.queue_position, task)
-    return task_result(task, position)
+    return task_result(task, position, original)
 
 
-def _rendered(task: Task, fmt: str) -> Response:
+def _rendered(task: Task, fmt: str, original: bool = False) -> Response:
     if task.status != TaskStatus.completed:
         raise ServiceError(
             409,
@@ -112,7 +103,8 @@ def _rendered(task: Task, fmt: str) -> Response:
             f"Task {task.identifier} is {task.status}; formats are available once it is completed.",
         )
     try:
-        body, media_type = render(task.result, fmt)
+        result = task.result if original else corrected(task.result, task.corrections)
+        body, media_type = render(result, fmt)
     except ValueError as exc:
         raise ServiceError(400, "UNSUPPORTED_FORMAT", str(exc)) from None
     stem = Path(task.file_name or task.identifier).stem or task.identifier
@@ -122,32 +114,34 @@ def _rendered(task: Task, fmt: str) -> Response:
 
 @router.post("/{identifier}/cancel", response_model=CancelResponse)
 def cancel_task(
-    identifier: str, store: StoreDep, runtime: RuntimeDep, owner: Owner
+    identifier: str, store: StoreDep, settings: SettingsDep, owner: Owner
 ) -> CancelResponse:
     """Stop a queued or processing task. It ends as `failed` with the error `cancelled: …`
     (a running task stops at its next progress step, within seconds, and frees its worker).
     A task that already ended is a 409."""
     _owned_task(store, identifier, owner)
-    before = store.cancel(identifier)
+    before, ended = store.cancel(identifier)
     if before is None:
         raise task_not_found(identifier)
-    if before not in (TaskStatus.queued, TaskStatus.processing):
+    if before not in UNFINISHED:
         raise ServiceError(409, "TASK_FINISHED", f"Task {identifier} already ended ({before}).")
-    if before == TaskStatus.queued:  # no worker will touch it: it ends here
-        runtime.task_ended(identifier)
+    if ended is not None:  # it was queued: no worker will touch it, it ended here
+        release_input(settings, ended)
     return CancelResponse(identifier=identifier)
 
 
 @router.delete("/{identifier}/delete", response_model=DeleteResponse)
 @router.delete("/{identifier}", response_model=DeleteResponse)
-def delete_task(identifier: str, store: StoreDep, owner: Owner) -> DeleteResponse:
+def delete_task(
+    identifier: str, store: StoreDep, settings: SettingsDep, owner: Owner
+) -> DeleteResponse:
     """Delete a task and its stored input."""
     _owned_task(store, identifier, owner)
     task = store.delete(identifier)
     if task is None:
         raise task_not_found(identifier)
-    if task.input_path:
-        Path(task.input_path).unlink(missing_ok=True)
+    if task.input_key:
+        settings.media_path(task.input_key).unlink(missing_ok=True)
     return DeleteResponse(identifier=identifier)
 
 

@@ -37,23 +37,10 @@ def probe_duration(path: Path, timeout: float = 30, memory_mb: int | None = None
     exe = shutil.which("ffprobe")
     if exe is None:
         return None
+    cmd = [*_limited(memory_mb), exe, "-v", "error", "-show_entries",
+           "format=duration:stream=codec_type", "-of", "json", str(path)]  # fmt: skip
     try:
-        out = subprocess.run(
-            [
-                *_limited(memory_mb),
-                exe,
-                "-v",
-                "error",
-                "-show_entries",
-                "format=duration:stream=codec_type",
-                "-of",
-                "json",
-                str(path),
-            ],
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
+        out = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
         info = json.loads(out.stdout or b"{}")
     except (subprocess.TimeoutExpired, json.JSONDecodeError):
         return None
@@ -77,26 +64,9 @@ def decode_audio(
     sound) to mono float32 samples at 16 kHz. Raises AudioError with a readable reason."""
     if not path.is_file() or path.stat().st_size == 0:
         raise AudioError("The file is empty: upload a file that contains audio.")
-    cmd = [
-        *_limited(memory_mb),
-        _ffmpeg(),
-        "-nostdin",
-        "-v",
-        "error",
-        "-threads",
-        "0",
-        "-i",
-        str(path),
-        "-map",
-        "0:a:0",
-        "-vn",
-        "-ac",
-        "1",
-        "-ar",
-        str(SAMPLE_RATE),
-        "-f",
-        "f32le",
-    ]
+    cmd = [*_limited(memory_mb), _ffmpeg(), "-nostdin", "-v", "error", "-threads", "0",
+           "-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+           "-f", "f32le"]  # fmt: skip
     if max_seconds is not None:
         # read one second past the limit so "too long" can be told apart from "exactly the limit"
         cmd += ["-t", str(max_seconds + 1)]

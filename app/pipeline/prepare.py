@@ -47,16 +47,16 @@ def main() -> None:
     if args.align:
         from app.pipeline.align import load_aligner
 
-        production = settings.model_copy(update={"aligner": "production"})
+        production = settings.for_worker().model_copy(update={"aligner": "production"})
         for language in args.align:
-            print(
-                f"aligner {language}: {load_aligner(language, cache=cache, settings=production).name}"
-            )
+            with load_aligner(language, cache=cache, settings=production) as aligner:
+                print(f"aligner {language}: {aligner.name}")
     if settings.hf_token and (args.download or args.align):
         from app.pipeline.diarize import load_diarizer
 
-        production = settings.model_copy(update={"diarizer": "production"})
-        print(f"diarizer: {load_diarizer(cache=cache, settings=production).name}")
+        production = settings.for_worker().model_copy(update={"diarizer": "production"})
+        with load_diarizer(cache=cache, settings=production) as diarizer:
+            print(f"diarizer: {diarizer.name}")
     print(f"models ready in {time.perf_counter() - started:.1f} s")
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.pipeline.models import ModelCache, resolve_whisper_model
+from app.pipeline.options import AsrOptions, ModelOptions, VadOptions
 from app.pipeline.types import Progress, Segment, Transcript
 
 if TYPE_CHECKING:
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@contextmanager
 def load_whisper(
     cache: ModelCache,
     settings: Settings,
@@ -27,16 +31,18 @@ def load_whisper(
     compute_type: str,
     device_index: int = 0,
     threads: int = 0,
-) -> tuple[whisperx.asr.WhisperModel, str]:
-    """The CTranslate2 Whisper model `name`, loaded once per device and compute type.
-    Returns (model, source) with source `local`, `bundled` or `hub`."""
+) -> Iterator[tuple[whisperx.asr.FasterWhisperPipeline, str]]:
+    """whisperX's batched pipeline over the CTranslate2 Whisper model `name` (`.model`), with the
+    bundled pyannote VAD, loaded once per device and compute type and held by this caller alone.
+    Yields (pipeline, source) with source `local`, `bundled` or `hub`."""
     path, source = resolve_whisper_model(name, settings.model_dir, settings.hub_allowed)
     threads = threads or settings.cpu_threads
 
     def load() -> Any:
+        import whisperx
         from whisperx.asr import WhisperModel
 
-        return WhisperModel(
+        model = WhisperModel(
             path,
             device=device,
             device_index=device_index,
@@ -45,27 +51,6 @@ def load_whisper(
             local_files_only=source != "hub",
             download_root=str(settings.model_dir / "hub"),
         )
-
-    key = ("whisper", path, device, device_index, compute_type, threads)
-    return cache.get(key, load), source
-
-
-def load_pipeline(
-    cache: ModelCache,
-    settings: Settings,
-    name: str,
-    device: str,
-    compute_type: str,
-    device_index: int = 0,
-    threads: int = 0,
-) -> tuple[Any, str, tuple]:
-    """whisperX's batched pipeline over the cached Whisper model, with the bundled pyannote VAD.
-    Returns (pipeline, source, cache key); hold `cache.lock_for(key)` while using it."""
-    model, source = load_whisper(cache, settings, name, device, compute_type, device_index, threads)
-
-    def load() -> Any:
-        import whisperx
-
         return whisperx.load_model(
             name,
             device,
@@ -76,8 +61,9 @@ def load_pipeline(
             language=None,
         )
 
-    key = ("whisperx-pipeline", id(model))
-    return cache.get(key, load), source, key
+    key = ("whisper", name, device, compute_type, device_index, threads)
+    with cache.use(key, load) as pipeline:
+        yield pipeline, source
 
 
 def detect_language(model: Any, audio: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
@@ -92,43 +78,31 @@ def detect_language(model: Any, audio: np.ndarray, top: int = 3) -> list[tuple[s
 
 
 def transcribe(
-    audio: np.ndarray,
-    *,
-    cache: ModelCache,
-    settings: Settings,
-    model: str,
-    language: str | None,
-    task: str = "transcribe",
-    device: str,
-    device_index: int = 0,
-    compute_type: str,
-    batch_size: int = 8,
-    chunk_size: int = 20,
-    threads: int = 0,
-    asr_options: dict[str, Any] | None = None,
-    vad_onset: float = 0.5,
-    vad_offset: float = 0.363,
-    progress: Progress | None = None,
-) -> tuple[Transcript, dict[str, Any]]:
-    """Transcribe (or translate to English) 16 kHz audio. Returns the whisperX transcript and
-    facts for the task metadata (model source, language probability, candidates)."""
-    pipeline, source, key = load_pipeline(
-        cache, settings, model, device, compute_type, device_index, threads
-    )
-    options = dict(asr_options or {})
-    suppress_numerals = bool(options.pop("suppress_numerals", False))
-    info: dict[str, Any] = {
-        "model": model,
-        "model_source": source,
-        "device": device,
-        "compute_type": compute_type,
-    }
-    english_only = not pipeline.model.model.is_multilingual
-    with cache.lock_for(key):
-        if english_only:
+    audio: np.ndarray, model: ModelOptions, asr: AsrOptions, vad: VadOptions, *,
+    cache: ModelCache, settings: Settings, progress: Progress | None = None,
+) -> tuple[Transcript, dict[str, Any]]:  # fmt: skip
+    """Transcribe (or translate to English) 16 kHz audio; empty model options are the settings'.
+    Returns the whisperX transcript and facts for the task metadata (model source, language
+    probability, candidates)."""
+    name = model.model or settings.whisper_model
+    device = model.device or settings.device
+    compute_type = model.compute_type or settings.compute_type
+    batch_size = model.batch_size or settings.batch_size
+    assert device and compute_type and batch_size, "a worker's settings are resolved"
+    language = model.language
+    with load_whisper(
+        cache, settings, name, device, compute_type, model.device_index, model.threads
+    ) as (pipeline, source):
+        info: dict[str, Any] = {
+            "model": name,
+            "model_source": source,
+            "device": device,
+            "compute_type": compute_type,
+        }
+        if not pipeline.model.model.is_multilingual:
             if language not in (None, "en"):
                 raise ValueError(
-                    f"Model '{model}' is English-only and cannot transcribe language "
+                    f"Model '{name}' is English-only and cannot transcribe language "
                     f"'{language}': choose a multilingual model such as 'base'."
                 )
             language = "en"
@@ -138,13 +112,11 @@ def transcribe(
             info["language_probability"] = candidates[0][1]
             info["language_candidates"] = [{"language": c, "probability": p} for c, p in candidates]
         base = pipeline.options
-        pipeline.options = dataclasses.replace(base, **options)
-        pipeline._vad_params = {
-            "vad_onset": vad_onset,
-            "vad_offset": vad_offset,
-            "chunk_size": chunk_size,
-        }
-        pipeline.suppress_numerals = suppress_numerals
+        pipeline.options = dataclasses.replace(
+            base, **asr.model_dump(exclude={"suppress_numerals"})
+        )
+        pipeline._vad_params = vad.model_dump() | {"chunk_size": model.chunk_size}
+        pipeline.suppress_numerals = asr.suppress_numerals
         pipeline.preset_language = None
         pipeline.tokenizer = None
         done = [0.0]
@@ -167,8 +139,8 @@ def transcribe(
                 audio,
                 batch_size=batch_size,
                 language=language,
-                task=task,
-                chunk_size=chunk_size,
+                task=model.task,
+                chunk_size=model.chunk_size,
                 progress_callback=report,
             )
         finally:

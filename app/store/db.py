@@ -3,6 +3,8 @@ URL otherwise) and its schema, kept current by Alembic migrations at start-up.""
 
 from __future__ import annotations
 
+import fcntl
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,13 @@ def migrate(engine: Engine) -> None:
     no Alembic version) is stamped as that release, then upgraded."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":  # several processes may start at once
+    with ExitStack() as stack:  # several processes (API, workers) may start at once
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            lock = stack.enter_context(open(f"{database}.migrate-lock", "a"))
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        conn = stack.enter_context(engine.begin())
+        if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(461803)")
         config.attributes["connection"] = conn
         tables = inspect(conn).get_table_names()

@@ -1,12 +1,15 @@
-"""The one table: a task, its inputs, its progress and its result."""
+"""The tables: tasks (the source of truth), the workers that run them, webhook deliveries, leases."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -56,8 +59,9 @@ class Task(Base):
     callback_url: Mapped[str | None] = mapped_column(
         Text, comment="Where the finished task is POSTed."
     )
-    input_path: Mapped[str | None] = mapped_column(
-        Text, comment="Media file the worker reads; owned by the task and deleted when it ends."
+    input_key: Mapped[str | None] = mapped_column(
+        Text,
+        comment="Media file the worker reads, relative to MEDIA_DIR (a volume every machine shares); owned by the task and deleted when it ends.",
     )
     inputs: Mapped[dict[str, Any] | None] = mapped_column(
         JSON,
@@ -111,7 +115,7 @@ class Task(Base):
     )
     worker: Mapped[str | None] = mapped_column(
         String(128),
-        comment="Process running the task (host:pid:instance); recovery after a restart leaves the tasks of live processes alone.",
+        comment="Name of the worker running the task (see workers); a task whose worker falls silent is taken over.",
     )
     heartbeat_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True),
@@ -122,5 +126,87 @@ class Task(Base):
         index=True,
         comment="Fingerprint (SHA-256 prefix) of the API key that submitted the task; empty when auth is off. Never the key itself.",
     )
+    corrections: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON,
+        comment='People\'s edits of a completed transcript, kept beside the machine result: {"speakers": {label: name}, "segments": {index: {"text", "speaker"}}}.',
+    )
 
     __table_args__ = (Index("ix_tasks_status_created", "status", "created_at"),)
+
+
+def worker_name() -> str:
+    """A worker's name, unique per process life (pids repeat across containers and restarts)."""
+    return f"w{os.getpid()}-{secrets.token_hex(3)}@{socket.gethostname()}"
+
+
+def worker_of(name: Any) -> Any:
+    """`{"name", "host", "pid"}` read from a worker name (other values pass through)."""
+    if not isinstance(name, str) or "@" not in name:
+        return name if isinstance(name, dict) else None
+    process, host = name.rsplit("@", 1)
+    pid = process.lstrip("w").partition("-")[0]
+    return {"name": name, "host": host, "pid": int(pid) if pid.isdigit() else None}
+
+
+class Worker(Base):
+    """A live worker process, as it last reported itself (every few seconds)."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(
+        String(128), primary_key=True, comment="Unique per process life: w<pid>-<random>@<host>."
+    )
+    host: Mapped[str] = mapped_column(String(255), comment="Host name of the machine.")
+    pid: Mapped[int] = mapped_column(Integer, comment="Process id on that host.")
+    queue: Mapped[str] = mapped_column(String(16), comment="local or celery.")
+    state: Mapped[str] = mapped_column(String(16), comment="warming, idle or busy.")
+    task: Mapped[str | None] = mapped_column(String(36), comment="Task it is running, if busy.")
+    device: Mapped[str | None] = mapped_column(String(16), comment="cuda or cpu.")
+    models: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, comment="Models loaded now: kind, name, device, compute type."
+    )
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), comment="When it started (UTC)."
+    )
+    heartbeat_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True),
+        index=True,
+        comment="Last report (UTC); silent for long means dead.",
+    )
+
+
+class Delivery(Base):
+    """One webhook delivery per ended task: durable, retried with backoff by any worker."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task: Mapped[str] = mapped_column(
+        String(36),
+        ForeignKey("tasks.identifier", ondelete="CASCADE"),
+        index=True,
+        comment="The ended task whose body is POSTed.",
+    )
+    state: Mapped[str] = mapped_column(String(16), comment="pending, delivered, failed or refused.")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, comment="Attempts made so far.")
+    due_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), comment="When the next attempt may start (UTC)."
+    )
+    claimed_by: Mapped[str | None] = mapped_column(String(128), comment="Worker sending it now.")
+    claimed_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="Another worker may take it over after this (UTC)."
+    )
+
+    __table_args__ = (Index("ix_deliveries_state_due", "state", "due_at"),)
+
+
+class Lease(Base):
+    """Cluster-wide duties (recovery, housekeeping) held by one process at a time."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), comment="Worker holding it.")
+    expires_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), comment="Free for others after this (UTC)."
+    )

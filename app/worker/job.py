@@ -1,242 +1,156 @@
-"""run_task(identifier): the one entry point that turns a queued task into a result."""
+"""What a worker process holds (`Runtime`) and `run_task(identifier)`: claim, stages, result."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
-import hmac
-import json
 import logging
 import os
 import socket
 import threading
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
-import httpx
-
-from app.net import BlockedURL, pinned_request
-from app.pipeline.audio import AudioError, decode_audio
+from app.pipeline.audio import AudioError
 from app.pipeline.models import ModelCache, ModelUnavailable
-from app.pipeline.run import Stages, full_process
-from app.pipeline.types import SAMPLE_RATE
+from app.pipeline.options import TaskParams
+from app.pipeline.run import Stages, run
 from app.settings import Settings
-from app.store.models import Task, TaskType
-from app.store.tasks import TaskStore
+from app.store.models import Task, Worker, worker_name
+from app.store.tasks import SILENT_SECONDS, TaskStore, now
+from app.worker.queue import Queue, release_input
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("app.tasks")
 
-NEEDS_AUDIO = {
-    TaskType.full_process,
-    TaskType.transcription,
-    TaskType.transcription_alignment,
-    TaskType.diarization,
-}
-
-
-class Finished:
-    """Lets requests wait for a task to end instead of polling (`GET /task/{id}?wait=`)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
-
-    def watch(self, identifier: str) -> asyncio.Event:
-        """Register before checking the task's status, so an end in between is not missed."""
-        event = asyncio.Event()
-        with self._lock:
-            self._waiters.setdefault(identifier, []).append((asyncio.get_running_loop(), event))
-        return event
-
-    def forget(self, identifier: str, event: asyncio.Event) -> None:
-        with self._lock:
-            waiters = self._waiters.get(identifier, [])
-            self._waiters[identifier] = [w for w in waiters if w[1] is not event]
-            if not self._waiters[identifier]:
-                del self._waiters[identifier]
-
-    def notify(self, identifier: str) -> None:
-        with self._lock:
-            waiters = self._waiters.pop(identifier, [])
-        for loop, event in waiters:
-            loop.call_soon_threadsafe(event.set)
+MAX_ATTEMPTS = 2
+"""A task whose worker died this many times while running it is failed, not retried: a file
+that crashes a worker must not crash the next one too."""
 
 
 @dataclass
 class Runtime:
-    """What a worker needs: built once at start-up, shared by every task."""
+    """What a worker needs, built once at its start and shared by every task it runs."""
 
     settings: Settings
+    """Resolved for this worker's device (`Settings.for_worker`)."""
     store: TaskStore
     cache: ModelCache
-    finished: Finished = field(default_factory=Finished)
-    instance: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    )
-    """This process, as recorded on the tasks it claims (host:pid:random)."""
-    webhooks: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="webhook")
-    )
+    queue: Queue
+    name: str = field(default_factory=worker_name)
+    state: str = "idle"
+    task: str | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    started_at: Any = field(default_factory=now)
 
-    def task_ended(self, identifier: str) -> None:
-        """Wake the requests waiting on the task, delete its input (unless
-        MEDIA_RETENTION_SECONDS keeps it for housekeeping) and send its webhook (off this
-        thread). Called once wherever a task ends: worker, cancel while queued, recovery."""
-        self.finished.notify(identifier)
-        task = self.store.get(identifier)
-        if task is None:
-            return
-        if task.input_path and not self.settings.media_retention_seconds:
-            Path(task.input_path).unlink(missing_ok=True)
-        if task.callback_url:
-            self.webhooks.submit(deliver_callback, identifier, self)
+    def report(self) -> Worker:
+        """This worker as the workers table shows it."""
+        return Worker(
+            name=self.name, host=socket.gethostname(), pid=os.getpid(), queue=self.queue.name,
+            state=self.state, task=self.task, device=self.settings.device,
+            models=self.cache.describe(), started_at=self.started_at,
+        )  # fmt: skip
 
 
 class TaskCancelled(Exception):
     """Raised from a progress callback to stop the stages of a cancelled task."""
 
 
+class TaskLost(Exception):
+    """Another worker took the task over (this one was silent too long): stop, write nothing."""
+
+
+class WorkerStopping(Exception):
+    """The worker is shutting down: the task goes back to the queue."""
+
+
+class TaskTimedOut(Exception):
+    """The task ran past TASK_TIME_LIMIT_SECONDS."""
+
+
 class _Reporter:
-    """Writes progress to the task row, at most twice a second or on a stage change, and stops
-    the task (TaskCancelled) when the row says it is no longer processing."""
+    """Writes progress to the task row (at most twice a second, on a stage change, or with
+    facts such as the audio duration) and stops the stages when the task is cancelled, taken
+    over, past its time limit, or the worker is stopping."""
 
-    def __init__(self, store: TaskStore, identifier: str) -> None:
-        self.store, self.identifier = store, identifier
-        self._stage, self._last = "", 0.0
+    def __init__(self, runtime: Runtime, identifier: str) -> None:
+        self.runtime, self.identifier = runtime, identifier
+        self.deadline = time.monotonic() + runtime.settings.task_time_limit_seconds
+        self._stage, self._last, self._began = "", 0.0, time.monotonic()
 
-    def __call__(self, stage: str, percent: float) -> None:
-        now = time.monotonic()
-        if stage != self._stage or now - self._last >= 0.5 or percent >= 100:
-            self._stage, self._last = stage, now
-            if not self.store.progress(self.identifier, stage, percent):
-                raise TaskCancelled(self.identifier)
-
-
-def _run(task: Task, stages: Stages, runtime: Runtime) -> tuple[Any, str | None]:
-    """The stages for the task's type; returns (result, language)."""
-    params, inputs = task.task_params, task.inputs or {}
-    if task.task_type == TaskType.combine:
-        combined = stages.combine(inputs["aligned_transcript"], inputs["diarization_result"])
-        return combined, combined.get("language")
-    stages.report("decoding", 0.0)
-    assert task.input_path is not None
-    settings = runtime.settings
-    audio = decode_audio(
-        Path(task.input_path),
-        settings.max_audio_seconds,
-        settings.decode_timeout_seconds,
-        settings.decode_memory_mb,
-    )
-    runtime.store.progress(
-        task.identifier, "decoding", 0.0, audio_duration=round(audio.size / SAMPLE_RATE, 3)
-    )
-    if task.task_type == TaskType.full_process:
-        result = full_process(stages, audio, params)
-        return result, result["language"]
-    if task.task_type == TaskType.transcription:
-        transcript = stages.transcribe(audio, params["model"], params["asr"], params["vad"])
-        return transcript, transcript["language"]
-    if task.task_type == TaskType.transcription_alignment:
-        transcript = inputs["transcript"]
-        aligned = stages.align(transcript, audio, params["alignment"], transcript["language"])
-        return aligned, transcript["language"]
-    return stages.diarize(audio, params["diarization"]), None
+    def __call__(self, stage: str, percent: float, **facts: Any) -> None:
+        runtime, at = self.runtime, time.monotonic()
+        if runtime.stopping.is_set():
+            raise WorkerStopping(self.identifier)
+        if at > self.deadline:
+            raise TaskTimedOut(self.identifier)
+        if stage != self._stage or at - self._last >= 0.5 or percent >= 100 or facts:
+            if stage != self._stage:
+                if self._stage:
+                    log.info(
+                        "task %s %s took %.1f s", self.identifier, self._stage, at - self._began
+                    )
+                self._began = at
+            self._stage, self._last = stage, at
+            if not runtime.store.progress(self.identifier, runtime.name, stage, percent, **facts):
+                task = runtime.store.get(self.identifier)
+                if task is not None and task.cancel_requested:
+                    raise TaskCancelled(self.identifier)
+                raise TaskLost(self.identifier)
 
 
 def run_task(identifier: str, runtime: Runtime) -> bool:
-    """Claim, run and finish (or fail) one task; returns False if it was not claimable."""
-    store = runtime.store
-    if not store.claim(identifier, runtime.instance):
+    """Claim the task (a queued one, or one whose worker died) and run it; False when it is
+    not to be run here (ended, cancelled, or running on a live worker)."""
+    silent_since = now() - timedelta(seconds=SILENT_SECONDS)
+    task = runtime.store.claim(identifier, runtime.name, silent_since, MAX_ATTEMPTS)
+    if task is None:
         return False
-    task = store.get(identifier)
-    assert task is not None
-    stages = Stages(task.task_type, runtime.settings, runtime.cache, _Reporter(store, identifier))
-    try:
-        result, language = _run(task, stages, runtime)
-    except TaskCancelled:
-        log.info("task %s cancelled", identifier)
-        store.fail_cancelled(identifier, stages.info)
-    except (AudioError, ModelUnavailable, ValueError) as exc:
-        store.fail(identifier, str(exc), stages.info)
-    except Exception as exc:
-        log.exception("task %s failed", identifier)
-        store.fail(identifier, f"Internal error: {type(exc).__name__}: {exc}", stages.info)
-    else:
-        store.finish(identifier, result, stages.info, language=language or task.language)
-    runtime.task_ended(identifier)
+    run_claimed(task, runtime)
     return True
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """`sha256=<hex>` HMAC of `<timestamp>.<body>`: receivers recompute it with the shared
-    secret and reject stale timestamps, so a captured delivery cannot be replayed later."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
-def deliver_callback(identifier: str, runtime: Runtime, attempt: int = 1) -> None:
-    """POST the ended task (the body of GET /task/{identifier}) to its callback URL, signed
-    when WEBHOOK_SECRET is set. One attempt per call: a failed one is tried again later with
-    exponential backoff from a timer, so a slow or dead receiver holds a sender thread for one
-    CALLBACK_TIMEOUT_SECONDS at a time, never the others' deliveries for its whole backoff.
-    The outcome is stored once delivered, refused or out of attempts."""
-    from app.api.schemas import task_result
-
-    task = runtime.store.get(identifier)
-    if task is None or not task.callback_url:
-        return
-    settings = runtime.settings
-    body = json.dumps(task_result(task).model_dump(mode="json")).encode()
-    timestamp = str(int(time.time()))
-    headers = {
-        "content-type": "application/json",
-        "x-webhook-id": identifier,
-        "x-webhook-timestamp": timestamp,
-    }
-    if settings.webhook_secret:
-        headers["x-webhook-signature"] = sign(settings.webhook_secret, timestamp, body)
-    outcome: dict[str, Any] = {"status": "failed", "attempts": attempt, "error": None}
-    with httpx.Client(timeout=settings.callback_timeout_seconds) as client:
-        try:
-            # checked (and pinned) on every attempt: the name may resolve elsewhere now
-            request = pinned_request(
-                client,
-                "POST",
-                task.callback_url,
-                settings.allow_private_urls,
-                content=body,
-                headers=headers,
-            )
-        except BlockedURL as exc:  # parse_url refuses malformed URLs the same way
-            runtime.store.set_webhook(
-                identifier, outcome | {"status": "refused", "error": str(exc)}
-            )
-            return
-        try:
-            # the answer's body is never read: a receiver cannot stream us gigabytes
-            response = client.send(request, stream=True)
-            response.close()
-            outcome["status_code"] = response.status_code
-            if response.is_success:
-                runtime.store.set_webhook(identifier, outcome | {"status": "delivered"})
-                return
-            outcome["error"] = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            outcome["error"] = type(exc).__name__
-    if attempt >= settings.webhook_attempts:
-        runtime.store.set_webhook(identifier, outcome)
-        return
-    delay = settings.webhook_backoff_seconds * 2 ** (attempt - 1)
-    timer = threading.Timer(delay, _retry, (identifier, runtime, attempt + 1))
-    timer.daemon = True
-    timer.start()
-
-
-def _retry(identifier: str, runtime: Runtime, attempt: int) -> None:
-    with contextlib.suppress(RuntimeError):  # the service is shutting down
-        runtime.webhooks.submit(deliver_callback, identifier, runtime, attempt)
+def run_claimed(task: Task, runtime: Runtime) -> None:
+    """Run the stages of a task this worker has claimed and store how it ended."""
+    store, identifier, name = runtime.store, task.identifier, runtime.name
+    log.info(
+        "task %s claimed by %s (%s, attempt %d)", identifier, name, task.task_type, task.attempts
+    )
+    runtime.state, runtime.task = "busy", identifier
+    stages = Stages(task.task_type, runtime.settings, runtime.cache, _Reporter(runtime, identifier))
+    ended = None
+    try:
+        params = TaskParams.model_validate(task.task_params)
+        audio = runtime.settings.media_path(task.input_key) if task.input_key else None
+        if audio is not None and not audio.is_file():
+            raise AudioError("interrupted: the input file is gone; submit the file again")
+        result, language = run(task.task_type, params, task.inputs, audio, stages)
+    except TaskCancelled:
+        ended = store.fail_cancelled(identifier, stages.info, name)
+    except TaskLost:
+        log.warning("task %s was taken over by another worker; %s stops it", identifier, name)
+    except WorkerStopping:
+        if store.requeue(identifier, name, attempt_counts=False):
+            runtime.queue.submit(identifier)
+            log.info("task %s handed back to the queue: %s is stopping", identifier, name)
+    except TaskTimedOut:
+        limit = runtime.settings.task_time_limit_seconds
+        reason = f"The task ran longer than the limit of {limit} s (TASK_TIME_LIMIT_SECONDS)."
+        ended = store.fail(identifier, reason, stages.info, name)
+    except (AudioError, ModelUnavailable, ValueError) as exc:
+        ended = store.fail(identifier, str(exc), stages.info, name)
+    except Exception as exc:
+        log.exception("task %s failed", identifier)
+        reason = f"Internal error: {type(exc).__name__}: {exc}"
+        ended = store.fail(identifier, reason, stages.info, name)
+    else:
+        ended = store.finish(
+            identifier, result, stages.info, name, language=language or task.language
+        )
+    finally:
+        runtime.state, runtime.task = "idle", None
+        runtime.cache.release_idle()
+    if ended is not None:
+        seconds = ", ".join(f"{k} {v:.1f} s" for k, v in stages.info["stage_seconds"].items())
+        outcome = "completed" if ended.error is None else f"failed: {ended.error}"
+        log.info("task %s %s in %.1f s (%s)", identifier, outcome, ended.duration or 0, seconds)
+        release_input(runtime.settings, ended)

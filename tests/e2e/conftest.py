@@ -14,11 +14,40 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.worker.__main__ import start_runtime, work
+from app.worker.job import Runtime
+
+
+@contextmanager
+def worker_thread(settings, cache) -> Iterator[Runtime]:
+    """A real worker (claims from the database, janitor, webhook sender) in a thread of the
+    test process, so the session's loaded models are reused. It shares `settings` with the
+    test's app (resolved for the CPU in place), so a test may change a setting for both."""
+    for name, value in settings.for_worker():
+        if name in ("device", "compute_type", "batch_size"):
+            setattr(settings, name, value)
+    runtime = start_runtime(settings, cache=cache)
+    thread = threading.Thread(target=work, args=(runtime,), daemon=True)
+    thread.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stopping.set()
+        thread.join(60)
+        runtime.store.engine.dispose()
+
+
+@contextmanager
+def service(settings, cache) -> Iterator[TestClient]:
+    """The API (TestClient) with one worker beside it."""
+    with TestClient(create_app(settings)) as client, worker_thread(settings, cache) as worker:
+        client.worker = worker  # type: ignore[attr-defined]
+        yield client
 
 
 @pytest.fixture
 def client(settings, model_cache) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, cache=model_cache)) as c:
+    with service(settings, model_cache) as c:
         yield c
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import wait
+from tests.e2e.conftest import service, wait
 from tests.speech import empty_wav
 
 
@@ -167,12 +167,9 @@ def test_ready_is_503_when_the_database_is_gone(client, settings):
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(settings, model_cache):
-    from fastapi.testclient import TestClient
-
-    from app.main import create_app
 
     settings.max_upload_mb = 1
-    with TestClient(create_app(settings, cache=model_cache)) as client:
+    with service(settings, model_cache) as client:
         response = client.post("/speech-to-text", files={"file": ("big.wav", b"\0" * (3 << 20))})
         message = _envelope(response, 413, "PAYLOAD_TOO_LARGE")
         assert "1 MiB" in message

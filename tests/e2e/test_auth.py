@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from tests.e2e.conftest import wait
+from tests.e2e.conftest import service, wait
 
 KEY_A, KEY_B = "key-a-5f1e9c2b7d", "key-b-0a8d6e4f3c"
 A, B = {"authorization": f"Bearer {KEY_A}"}, {"authorization": f"Bearer {KEY_B}"}
@@ -22,7 +21,7 @@ ALIGNED = b'{"segments": [{"start": 0, "end": 1, "text": "hi"}], "language": "en
 @pytest.fixture
 def guarded(settings, model_cache) -> Iterator[TestClient]:
     settings.api_keys = f"{KEY_A}, {KEY_B}"
-    with TestClient(create_app(settings, cache=model_cache)) as c:
+    with service(settings, model_cache) as c:
         yield c
 
 
@@ -92,7 +91,7 @@ def guarded_with(client: TestClient, headers: dict) -> TestClient:
 
 def test_the_rate_limit_answers_429_with_retry_after_per_key(settings, model_cache):
     settings.api_keys, settings.rate_limit_per_minute = f"{KEY_A},{KEY_B}", 5
-    with TestClient(create_app(settings, cache=model_cache)) as client:
+    with service(settings, model_cache) as client:
         codes = [client.get("/task/all", headers=A).status_code for _ in range(5)]
         assert codes == [200] * 5
         response = client.get("/task/all", headers=A)
@@ -105,7 +104,7 @@ def test_the_rate_limit_answers_429_with_retry_after_per_key(settings, model_cac
 
 def test_the_rate_limit_applies_per_client_address_without_keys(settings, model_cache):
     settings.rate_limit_per_minute = 2
-    with TestClient(create_app(settings, cache=model_cache)) as client:
+    with service(settings, model_cache) as client:
         assert [client.get("/models").status_code for _ in range(3)] == [200, 200, 429]
 
 

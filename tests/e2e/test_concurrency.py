@@ -12,7 +12,7 @@ import subprocess
 import httpx
 
 from app.main import create_app
-from tests.e2e.conftest import serve
+from tests.e2e.conftest import serve, worker_thread
 
 TURNS = b'[{"speaker": "A", "start": 0, "end": 1}]'
 ALIGNED = b'{"segments": [{"start": 0, "end": 1, "text": "hi"}], "language": "en"}'
@@ -66,7 +66,7 @@ def test_50_submissions_and_200_pollers_at_once(settings, model_cache, db_url, t
         ["sox", "-n", "-r", "16000", "-c", "1", str(clip), "synth", "1", "sine", "300"],
         check=True,
     )
-    with serve(create_app(settings, cache=model_cache)) as base:
+    with worker_thread(settings, model_cache), serve(create_app(settings)) as base:
         submitted, codes, tasks = asyncio.run(_load(base, clip.read_bytes()))
     assert [r.status_code for r in submitted] == [200] * 50, [r.text for r in submitted][:3]
     assert len(codes) >= 600 and set(codes) == {200}

@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.pipeline.audio import AudioError, decode_audio
-from tests.e2e.conftest import serve, wait
+from tests.e2e.conftest import serve, service, wait, worker_thread
 
 MiB = 1 << 20
 
@@ -61,7 +60,7 @@ def test_a_chunked_upload_over_the_limit_is_refused_before_it_is_read(settings, 
         b'--bound\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
         b"Content-Type: audio/wav\r\n\r\n"
     )
-    with serve(create_app(settings, cache=model_cache)) as base:
+    with worker_thread(settings, model_cache), serve(create_app(settings)) as base:
         answer, sent = _chunked_upload(base, "/speech-to-text", head, total=200 * MiB)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"PAYLOAD_TOO_LARGE" in answer and b"MAX_UPLOAD_MB" in answer
@@ -71,7 +70,7 @@ def test_a_chunked_upload_over_the_limit_is_refused_before_it_is_read(settings, 
 
 def test_a_declared_length_over_the_limit_is_refused_without_reading(settings, model_cache):
     settings.max_upload_mb = 1
-    with serve(create_app(settings, cache=model_cache)) as base:
+    with worker_thread(settings, model_cache), serve(create_app(settings)) as base:
         host, port = base.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(
@@ -162,7 +161,7 @@ def _hostile(tmp_path: Path) -> dict[str, tuple[str, bytes]]:
 
 def test_hostile_files_end_in_a_clean_error_within_seconds(settings, model_cache, tmp_path):
     settings.max_audio_seconds = 600
-    with TestClient(create_app(settings, cache=model_cache)) as client:
+    with service(settings, model_cache) as client:
         outcomes = {}
         for label, (name, data) in _hostile(tmp_path).items():
             start = time.monotonic()
@@ -242,7 +241,7 @@ def test_hostile_names_and_urls_are_cleaned_or_refused_on_either_database(
             (b"diarization_result", b"d.json", turns),
         )
     )
-    with TestClient(create_app(settings, cache=model_cache)) as client:
+    with service(settings, model_cache) as client:
         response = client.post(
             "/service/combine",
             content=body + b"--B--\r\n",
@@ -284,7 +283,7 @@ def test_failed_uploads_leave_no_temporary_files(settings, model_cache):
 
     settings.max_upload_mb = 2
     temp = Path(tempfile.gettempdir())
-    with TestClient(create_app(settings, cache=model_cache)) as client:
+    with service(settings, model_cache) as client:
         before = set(temp.iterdir())
         codes = [
             client.post(

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 
-from fastapi.testclient import TestClient
-
-from app.main import create_app
 from app.pipeline.models import ModelCache
+from tests.e2e.conftest import service
 
 
 def _by_name(client) -> dict[str, dict]:
@@ -20,7 +18,7 @@ def test_models_lists_what_can_be_served_here(settings, model_cache, tmp_path):
     settings.model_dir = tmp_path / "models"
     (custom / "model.bin").write_bytes(b"x")
     (custom / "config.json").write_text("{}")
-    with TestClient(create_app(settings, cache=model_cache)) as client:
+    with service(settings, model_cache) as client:
         body = client.get("/models").json()
         models = {m["name"]: m for m in body["models"]}
     assert body["default"] == "base"
@@ -46,7 +44,7 @@ def test_preloaded_model_is_loaded_at_start_and_released_when_idle(settings):
     settings.preload_models = True
     settings.model_idle_seconds = 2
     cache = ModelCache(idle_seconds=2)  # its own cache: the shared one must keep its models
-    with TestClient(create_app(settings, cache=cache)) as client:
+    with service(settings, cache) as client:
         assert _by_name(client)["base"]["loaded"]
         deadline = time.monotonic() + 20
         while _by_name(client)["base"]["loaded"]:

@@ -19,6 +19,7 @@ from openai import OpenAI
 
 from app.main import create_app
 from app.pipeline.formats import MAX_LINE
+from tests.e2e.conftest import worker_thread
 from tests.speech import normalise, say
 
 
@@ -56,16 +57,22 @@ class Server:
 def serve(settings, model_cache) -> Iterator[Callable[..., OpenAI]]:
     """Start the app (settings may be overridden) and give an OpenAI client pointed at it."""
     servers: list[Server] = []
+    workers: list = []
 
     def start(**overrides) -> OpenAI:
-        app = create_app(settings.model_copy(update=overrides), cache=model_cache)
-        server = Server(app).__enter__()
+        changed = settings.model_copy(update=overrides)
+        worker = worker_thread(changed, model_cache)
+        worker.__enter__()
+        server = Server(create_app(changed)).__enter__()
         servers.append(server)
+        workers.append(worker)
         return OpenAI(api_key="unused", base_url=f"{server.url}/v1", max_retries=0, timeout=300)
 
     yield start
     for server in servers:
         server.__exit__()
+    for worker in workers:
+        worker.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from tests.e2e.conftest import service
 from tests.postgres import new_database
 
 
 @pytest.fixture
 def pg_client(settings, model_cache, postgres_admin) -> Iterator[TestClient]:
     settings.db_url = new_database(postgres_admin)
-    with TestClient(create_app(settings, cache=model_cache)) as client:
+    with service(settings, model_cache) as client:
         yield client
 
 

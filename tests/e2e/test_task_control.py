@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from app.worker.janitor import Janitor
 from tests.e2e.conftest import wait
 from tests.speech import empty_wav
 
@@ -269,8 +270,8 @@ def test_media_is_kept_for_its_retention_time_then_deleted(client, settings, tmp
     assert client.get(f"/task/{done}?wait=120").json()["status"] == "completed"
     stored = [f.name for f in settings.media_dir.iterdir()]
     assert len(stored) == 1  # kept after the task ended
-    queue = client.app.state.queue
-    assert queue.housekeep(grace_seconds=0) == (0, 0)  # still within its retention
+    janitor = Janitor(client.worker)
+    assert janitor.housekeep(grace_seconds=0) == (0, 0)  # still within its retention
     settings.media_retention_seconds = 0
-    assert queue.housekeep(grace_seconds=0) == (1, 0)
+    assert janitor.housekeep(grace_seconds=0) == (1, 0)
     assert not any(settings.media_dir.iterdir())

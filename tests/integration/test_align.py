@@ -6,18 +6,15 @@ import io
 import json
 import subprocess
 import wave
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from app.pipeline.align import (
-    PocketsphinxAligner,
-    load_aligner,
-    load_whisper_aligner,
-    word_spans,
-)
+from app.pipeline.align import load_aligner, word_spans
 from app.pipeline.models import ModelUnavailable
+from app.pipeline.offline.align import PocketsphinxAligner, load_whisper_aligner
 from app.pipeline.types import SAMPLE_RATE, Transcript
 from tests.speech import espeak_word_by_word, espeak_words
 
@@ -69,6 +66,11 @@ def one_segment(text: str, audio: np.ndarray, language: str = "en") -> Transcrip
     }
 
 
+def aligner_name(language: str, cache, settings, **kwargs) -> str:
+    with load_aligner(language, cache=cache, settings=settings, **kwargs) as aligner:
+        return aligner.name
+
+
 def start_errors(aligned, truth) -> np.ndarray:
     words = aligned["word_segments"]
     assert [w["word"] for w in words] == [t[0] for t in truth]
@@ -92,22 +94,23 @@ def offline(settings):
 
 
 def test_pocketsphinx_times_english_words_within_tens_of_ms(english, offline, model_cache):
-    aligner = load_aligner("en", cache=model_cache, settings=offline)
-    assert aligner.name == "pocketsphinx:en-us"
-    assert load_aligner("en", cache=model_cache, settings=offline) is aligner  # loaded once
-    errors = np.concatenate(
-        [start_errors(aligner.align(one_segment(t, a), a), truth) for t, a, truth in english]
-    )
+    with load_aligner("en", cache=model_cache, settings=offline) as first:
+        pass
+    with load_aligner("en", cache=model_cache, settings=offline) as aligner:
+        assert aligner is first and aligner.name == "pocketsphinx:en-us"  # loaded once
+        errors = np.concatenate(
+            [start_errors(aligner.align(one_segment(t, a), a), truth) for t, a, truth in english]
+        )
     assert np.median(errors) < 0.03
     assert np.percentile(errors, 90) < 0.06
 
 
 def test_whisper_dtw_times_english_words(english, settings, model_cache):
-    aligner = load_whisper_aligner("en", model_cache, settings)
-    assert aligner.name == "whisper:base"
-    errors = np.concatenate(
-        [start_errors(aligner.align(one_segment(t, a), a), truth) for t, a, truth in english]
-    )
+    with load_whisper_aligner("en", model_cache, settings) as aligner:
+        assert aligner.name == "whisper:base"
+        errors = np.concatenate(
+            [start_errors(aligner.align(one_segment(t, a), a), truth) for t, a, truth in english]
+        )
     assert np.median(errors) < 0.05
     assert np.percentile(errors, 90) < 0.3
 
@@ -127,10 +130,10 @@ def test_whisper_word_boundaries_in_continuous_speech_and_short_gaps(
     audio, truth = espeak_words(text, voice, 170)
     continuous = np.concatenate([zeros, audio, zeros]), [(w, s + 0.3, e + 0.3) for w, s, e in truth]
     gaps = espeak_word_by_word(text.split(), voice, 150, gaps=(0.03, 0.08), no_gap_share=0.0)
-    aligner = load_whisper_aligner(language, model_cache, settings)
-    for audio, truth in (continuous, gaps):
-        errors = start_errors(aligner.align(one_segment(text, audio, language), audio), truth)
-        assert np.nanmedian(errors) < 0.06
+    with load_whisper_aligner(language, model_cache, settings) as aligner:
+        for audio, truth in (continuous, gaps):
+            errors = start_errors(aligner.align(one_segment(text, audio, language), audio), truth)
+            assert np.nanmedian(errors) < 0.06
 
 
 def test_whisper_splits_a_segment_longer_than_its_window(english, settings, model_cache):
@@ -140,9 +143,9 @@ def test_whisper_splits_a_segment_longer_than_its_window(english, settings, mode
         (w, s + at, e + at) for (_, _, t), at in zip(english, offsets, strict=True) for w, s, e in t
     ]
     assert len(audio) / SAMPLE_RATE > 30
-    aligner = load_whisper_aligner("en", model_cache, settings)
     text = " ".join(t for t, _, _ in english)
-    errors = start_errors(aligner.align(one_segment(text, audio), audio), truth)
+    with load_whisper_aligner("en", model_cache, settings) as aligner:
+        errors = start_errors(aligner.align(one_segment(text, audio), audio), truth)
     assert np.median(errors) < 0.05
     assert np.percentile(errors, 90) < 0.3
 
@@ -150,9 +153,9 @@ def test_whisper_splits_a_segment_longer_than_its_window(english, settings, mode
 def test_german_is_aligned_by_whisper(settings, model_cache):
     text = "heute gehen wir mit dem kleinen Hund in den großen Park"
     audio, truth = speak(text.split(), voice="de", rate=150, seed=7)
-    aligner = load_aligner("de", cache=model_cache, settings=settings)
-    assert aligner.name == "whisper:base"
-    aligned = aligner.align(one_segment(text, audio, "de"), audio)
+    with load_aligner("de", cache=model_cache, settings=settings) as aligner:
+        assert aligner.name == "whisper:base"
+        aligned = aligner.align(one_segment(text, audio, "de"), audio)
     assert aligned["language"] == "de"
     errors = start_errors(aligned, truth)
     assert np.median(errors) < 0.05
@@ -164,8 +167,8 @@ def test_garbage_and_numbers_are_kept_and_timed(language, offline, model_cache):
     text = "we counted 42 xqzzt boxes on the 3rd floor"
     words = text.split()
     audio, truth = speak(words, voice="en-us", rate=160, seed=3)
-    aligner = load_aligner(language, cache=model_cache, settings=offline)
-    aligned = aligner.align(one_segment(text, audio, language), audio)
+    with load_aligner(language, cache=model_cache, settings=offline) as aligner:
+        aligned = aligner.align(one_segment(text, audio, language), audio)
     got = aligned["word_segments"]
     assert [w["word"] for w in got] == words
     assert [w["word"] for w in aligned["segments"][0]["words"]] == words
@@ -183,7 +186,7 @@ def test_pocketsphinx_falls_back_when_it_cannot_align(offline, model_cache):
 
     def fallback():
         used.append(True)
-        return load_whisper_aligner("en", model_cache, offline)
+        return load_whisper_aligner("en", model_cache, offline)  # entered by the aligner
 
     aligner = PocketsphinxAligner(fallback)
     # text that does not fit the audio at all makes the forced alignment fail
@@ -206,10 +209,10 @@ def test_several_segments_keep_their_words_and_bounds(english, offline, model_ca
         ],
     }
     progress: list[float] = []
-    aligner = load_aligner("en", cache=model_cache, settings=offline)
-    aligned = aligner.align(
-        transcript, audio, progress=progress.append, return_char_alignments=True
-    )
+    with load_aligner("en", cache=model_cache, settings=offline) as aligner:
+        aligned = aligner.align(
+            transcript, audio, progress=progress.append, return_char_alignments=True
+        )
     assert progress == pytest.approx([100 / 3, 200 / 3, 100])
     first, second, empty = aligned["segments"]
     assert [w["word"] for w in first["words"] + second["words"]] == words
@@ -233,9 +236,8 @@ def test_sample_call_matches_reference_utterance_times(
             {"start": g[0][0], "end": g[-1][1], "text": " ".join(r[3] for r in g)} for g in groups
         ],
     }
-    aligned = load_aligner("en", cache=model_cache, settings=settings).align(
-        transcript, sample_audio
-    )
+    with load_aligner("en", cache=model_cache, settings=settings) as aligner:
+        aligned = aligner.align(transcript, sample_audio)
     errors = []
     # sentences become segments of their own; the words, in order, are what is checked
     words = iter(w for s in aligned["segments"] for w in s["words"])
@@ -282,12 +284,9 @@ def test_production_path_runs_a_local_wav2vec2_model(tmp_path, settings, model_c
     processor.save_pretrained(folder)
 
     settings.aligner = "production"
-    aligner = load_aligner("en", cache=model_cache, settings=settings, align_model=str(folder))
-    assert aligner.name == f"wav2vec2:{folder}"
+    with load_aligner("en", cache=model_cache, settings=settings, align_model=str(folder)) as first:
+        assert first.name == f"wav2vec2:{folder}"
     settings.aligner = "offline"  # a named local model is used in every mode, and loaded once
-    assert (
-        load_aligner("en", cache=model_cache, settings=settings, align_model=str(folder)) is aligner
-    )
     text = "Hello there, 42 xqzzt worlds!"
     audio = np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32)
     transcript: Transcript = {
@@ -297,7 +296,11 @@ def test_production_path_runs_a_local_wav2vec2_model(tmp_path, settings, model_c
             {"start": 2.5, "end": 2.9, "text": "again. And again"},
         ],
     }
-    aligned = aligner.align(transcript, audio, return_char_alignments=True)
+    with load_aligner(
+        "en", cache=model_cache, settings=settings, align_model=str(folder)
+    ) as aligner:
+        assert aligner is first
+        aligned = aligner.align(transcript, audio, return_char_alignments=True)
     expected = [text[a:b] for a, b in word_spans(text, "en")] + ["again.", "And", "again"]
     assert [w["word"] for w in aligned["word_segments"]] == expected
     assert all("start" in w for w in aligned["word_segments"])
@@ -313,16 +316,16 @@ def test_production_path_runs_a_local_wav2vec2_model(tmp_path, settings, model_c
 def test_production_without_a_model_fails_fast_with_advice(settings, model_cache):
     settings.aligner = "production"
     with pytest.raises(ModelUnavailable, match="ALIGNER"):
-        load_aligner("en", cache=model_cache, settings=settings)
+        aligner_name("en", model_cache, settings)
     with pytest.raises(ModelUnavailable):
-        load_aligner("en", cache=model_cache, settings=settings, align_model="org/not-here")
+        aligner_name("en", model_cache, settings, align_model="org/not-here")
 
 
 def test_auto_mode_picks_the_offline_aligners(settings, model_cache):
-    assert load_aligner("EN", cache=model_cache, settings=settings).name == "pocketsphinx:en-us"
-    assert load_aligner("fr", cache=model_cache, settings=settings).name == "whisper:base"
+    assert aligner_name("EN", model_cache, settings) == "pocketsphinx:en-us"
+    assert aligner_name("fr", model_cache, settings) == "whisper:base"
     with pytest.raises(ModelUnavailable):
-        load_aligner("xx", cache=model_cache, settings=settings)
+        aligner_name("xx", model_cache, settings)
 
 
 def test_words_past_the_end_of_the_audio_are_kept(english, offline, model_cache):
@@ -335,9 +338,9 @@ def test_words_past_the_end_of_the_audio_are_kept(english, offline, model_cache)
             {"start": end + 1, "end": end + 2, "text": "nothing here"},
         ],
     }
-    aligner = load_aligner("en", cache=model_cache, settings=offline)
     for method in ("ignore", "nearest", "linear"):
-        aligned = aligner.align(transcript, audio, interpolate_method=method)
+        with load_aligner("en", cache=model_cache, settings=offline) as aligner:
+            aligned = aligner.align(transcript, audio, interpolate_method=method)
         spoken, past = aligned["segments"]
         assert np.median(start_errors({"word_segments": spoken["words"]}, truth)) < 0.03
         assert [w["word"] for w in past["words"]] == ["nothing", "here"]
@@ -369,18 +372,19 @@ def measure() -> None:
     ]
     german = [speak(german_text[i % 2].split(), "de", 130 + 10 * i, seed=i) for i in range(6)]
     runs = [
-        ("pocketsphinx alone", PocketsphinxAligner(), english, "en"),
-        ("en offline: pocketsphinx + Whisper fallback", None, english, "en"),
+        ("pocketsphinx alone", nullcontext(PocketsphinxAligner()), english, "en"),
+        ("en offline: pocketsphinx + Whisper fallback",
+         load_aligner("en", cache=cache, settings=settings), english, "en"),
         ("Whisper DTW, English", load_whisper_aligner("en", cache, settings), english, "en"),
-        ("Whisper DTW, German", None, german, "de"),
-    ]
-    for label, aligner, cases, language in runs:
-        aligner = aligner or load_aligner(language, cache=cache, settings=settings)
+        ("Whisper DTW, German", load_aligner("de", cache=cache, settings=settings), german, "de"),
+    ]  # fmt: skip
+    for label, loaded, cases, language in runs:
         errors = []
-        for audio, truth in cases:
-            text = " ".join(t[0] for t in truth)
-            aligned = aligner.align(one_segment(text, audio, language), audio)
-            errors += list(start_errors(aligned, truth))
+        with loaded as aligner:
+            for audio, truth in cases:
+                text = " ".join(t[0] for t in truth)
+                aligned = aligner.align(one_segment(text, audio, language), audio)
+                errors += list(start_errors(aligned, truth))
         print(
             f"{label} ({aligner.name}): {len(errors)} words, word-start error median "
             f"{np.median(errors) * 1000:.0f} ms, p90 {np.percentile(errors, 90) * 1000:.0f} ms"

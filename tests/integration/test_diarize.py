@@ -13,10 +13,14 @@ import numpy as np
 import pytest
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
+from pydantic import ValidationError
 
 from app.pipeline.audio import decode_audio
-from app.pipeline.diarize import OFFLINE_NAME, load_diarizer
+from app.pipeline.diarize import load_diarizer
 from app.pipeline.models import ModelUnavailable
+from app.pipeline.offline.diarize import OFFLINE_NAME
+from app.pipeline.options import DiarizationOptions, TaskParams
+from app.pipeline.run import Stages, run
 from app.pipeline.types import SAMPLE_RATE
 from tests.speech import say
 
@@ -58,10 +62,16 @@ def conversation(tmp_path: Path, voices: list[str], turns: int):
     return np.concatenate(parts), reference
 
 
+def diarizer_name(cache, settings) -> str:
+    with load_diarizer(cache=cache, settings=settings) as diarizer:
+        return diarizer.name
+
+
 @pytest.fixture
 def offline(settings, model_cache):
     settings.diarizer = "offline"
-    return load_diarizer(cache=model_cache, settings=settings)
+    with load_diarizer(cache=model_cache, settings=settings) as diarizer:
+        yield diarizer
 
 
 def test_sample_with_two_speakers_given(offline, sample_audio, sample_turns):
@@ -134,26 +144,45 @@ def test_silence_and_empty_audio_have_no_speakers(offline):
     ("counts", "message"),
     [
         ({"min_speakers": 3, "max_speakers": 2}, "must not exceed"),
-        ({"num_speakers": 0}, "at least 1"),
+        ({"num_speakers": 0}, "greater than or equal to 1"),
         ({"num_speakers": 4, "max_speakers": 3}, "must lie within"),
     ],
 )
-def test_impossible_speaker_counts_are_refused(offline, counts, message):
-    with pytest.raises(ValueError, match=message):
-        offline.diarize(np.zeros(SAMPLE_RATE, np.float32), **counts)
+def test_impossible_speaker_counts_are_refused_by_the_options(counts, message):
+    with pytest.raises(ValidationError, match=message):
+        DiarizationOptions(**counts)
+
+
+def test_a_diarization_task_decodes_reports_the_duration_and_diarizes(
+    settings, model_cache, sample_wav, sample_turns
+):
+    settings.diarizer = "offline"
+    reports = []
+
+    def report(stage, percent, **facts):
+        reports.append((stage, percent, facts))
+
+    stages = Stages("diarization", settings.for_worker(), model_cache, report)
+    params = TaskParams(diarization=DiarizationOptions(num_speakers=2))
+    turns, language = run("diarization", params, None, sample_wav, stages)
+    assert reports[:2] == [("decoding", 0.0, {}), ("decoding", 0.0, {"audio_duration": 30.0})]
+    assert reports[-1] == ("diarizing", 100.0, {})
+    assert language is None and speakers(turns) == ["SPEAKER_00", "SPEAKER_01"]
+    assert stages.info["diarizer"] == OFFLINE_NAME and stages.info["speakers"] == 2
+    assert der(sample_turns, turns, 30.0, collar=0.25) < 0.04
 
 
 def test_production_without_token_fails_at_once_and_auto_falls_back(settings, model_cache):
     settings.diarizer = "production"
     started = time.perf_counter()
     with pytest.raises(ModelUnavailable, match="HF_TOKEN is not set"):
-        load_diarizer(cache=model_cache, settings=settings)
+        diarizer_name(model_cache, settings)
     settings.hf_token = "hf_test"
     with pytest.raises(ModelUnavailable, match="hub cannot be reached"):
-        load_diarizer(cache=model_cache, settings=settings)
+        diarizer_name(model_cache, settings)
     assert time.perf_counter() - started < 2  # no hub lookup was tried
     settings.diarizer = "auto"
-    assert load_diarizer(cache=model_cache, settings=settings).name == OFFLINE_NAME
+    assert diarizer_name(model_cache, settings) == OFFLINE_NAME
 
 
 def build_pipeline(folder: Path) -> Path:
@@ -215,12 +244,12 @@ def test_production_pipeline_from_a_local_folder_runs(
 ):
     pipeline = build_pipeline(tmp_path / "community-like")
     settings.diarizer, settings.diarization_model = "production", str(pipeline / "config.yaml")
-    diarizer = load_diarizer(cache=model_cache, settings=settings)
-    assert diarizer.name == f"pyannote:{pipeline / 'config.yaml'}"
     progress: list[float] = []
-    turns = diarizer.diarize(
-        sample_audio[6 * SAMPLE_RATE : 11 * SAMPLE_RATE], progress=progress.append
-    )
+    with load_diarizer(cache=model_cache, settings=settings) as diarizer:
+        assert diarizer.name == f"pyannote:{pipeline / 'config.yaml'}"
+        turns = diarizer.diarize(
+            sample_audio[6 * SAMPLE_RATE : 11 * SAMPLE_RATE], progress=progress.append
+        )
     assert turns and all(
         0 <= t["start"] < t["end"] <= 5 for t in turns
     )  # random weights: any speakers
@@ -237,11 +266,11 @@ def test_production_pipeline_downloaded_before_loads_offline_without_token(
     (repo / "refs" / "main").write_text("0123abc")
     settings.model_dir, settings.diarizer = tmp_path / "models", "production"
     assert (settings.hf_token, settings.diarization_model) == (None, COMMUNITY_1)
-    assert load_diarizer(cache=model_cache, settings=settings).name == f"pyannote:{COMMUNITY_1}"
+    assert diarizer_name(model_cache, settings) == f"pyannote:{COMMUNITY_1}"
 
 
 def test_importing_the_module_loads_no_model_library():
-    code = "import sys, app.pipeline.diarize; print(sorted({'torch', 'pyannote.audio', 'resemblyzer'} & set(sys.modules)))"
+    code = "import sys, app.pipeline.diarize, app.pipeline.align, app.pipeline.run; print(sorted({'torch', 'whisperx', 'pyannote.audio', 'resemblyzer'} & set(sys.modules)))"
     repo = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo

@@ -3,13 +3,17 @@
 import pytest
 
 from app.pipeline.audio import decode_audio
+from app.pipeline.options import AsrOptions, ModelOptions, VadOptions
 from app.pipeline.transcribe import transcribe
 from tests.speech import say, wer
 
 
-def run(audio, settings, cache, **kwargs):
-    options = {"model": "base", "language": None, "device": "cpu", "compute_type": "int8"} | kwargs
-    return transcribe(audio, cache=cache, settings=settings, **options)
+def run(audio, settings, cache, progress=None, **options):
+    model = ModelOptions(**{"model": "base"} | options)  # device and the rest: the settings'
+    settings = settings.for_worker()
+    return transcribe(
+        audio, model, AsrOptions(), VadOptions(), cache=cache, settings=settings, progress=progress
+    )
 
 
 def test_base_transcribes_the_two_speaker_call_and_detects_english(

@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 
-from app.pipeline.align import (
-    fill_words,
+from app.pipeline.align import fill_words, word_spans
+from app.pipeline.offline.align import (
     guess_phones,
     number_words,
     refine_boundaries,
     snap_to_pauses,
     spoken_words,
-    word_spans,
 )
 from app.pipeline.types import SAMPLE_RATE, Transcript, Word
 

@@ -3,16 +3,18 @@ from app.settings import Settings
 
 def test_cpu_host_defaults_need_no_options(monkeypatch):
     monkeypatch.setattr("app.settings.cuda_available", lambda: False)
-    s = Settings(_env_file=None)
-    assert (s.device, s.compute_type) == ("cpu", "int8")
+    api = Settings(_env_file=None)
+    assert api.device is None  # the API never looks for a GPU: workers do
+    s = api.for_worker()
+    assert (s.device, s.compute_type, s.batch_size) == ("cpu", "int8", 2)
     assert s.whisper_model == "base"  # multilingual and bundled
     assert s.default_lang is None
 
 
 def test_cuda_host_defaults_to_float16(monkeypatch):
     monkeypatch.setattr("app.settings.cuda_available", lambda: True)
-    s = Settings(_env_file=None)
-    assert (s.device, s.compute_type) == ("cuda", "float16")
+    s = Settings(_env_file=None).for_worker()
+    assert (s.device, s.compute_type, s.batch_size) == ("cuda", "float16", 8)
 
 
 def test_environment_names_follow_the_seed(monkeypatch):
@@ -36,7 +38,7 @@ def test_empty_or_auto_values_mean_the_default(monkeypatch):
     monkeypatch.setenv("DEFAULT_LANG", "auto")
     monkeypatch.setattr("app.settings.cuda_available", lambda: False)
     s = Settings(_env_file=None)
-    assert s.device == "cpu" and s.default_lang is None
+    assert s.device is None and s.for_worker().device == "cpu" and s.default_lang is None
 
 
 def test_every_setting_is_documented():

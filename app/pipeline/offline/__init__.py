@@ -1,0 +1,1 @@
+"""Aligners and a diarizer made from bundled weights, for machines without the model hub."""

@@ -1,0 +1,95 @@
+"""`python -m app.worker` (`make worker`): one worker in the foreground, with the service's
+settings. QUEUE=local: it claims queued tasks from the database; QUEUE=celery: a Celery worker."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+from typing import Any
+
+from app.logs import configure_logging
+from app.pipeline.models import ModelCache
+from app.settings import Settings
+from app.store.db import make_engine
+from app.store.tasks import TaskStore
+from app.webhooks import WebhookSender
+from app.worker.janitor import Janitor
+from app.worker.job import Runtime, run_claimed
+from app.worker.queue import make_queue
+
+log = logging.getLogger("app.worker")
+
+POLL_SECONDS = 0.2
+"""How often an idle local worker looks for a queued task."""
+
+
+def start_runtime(
+    settings: Settings, cache: ModelCache | None = None, parent: int | None = None
+) -> Runtime:
+    """Build a worker (resolved settings, store, model cache), register it and start its
+    heartbeat, janitor and webhook sender; with `parent`, it dies with that process."""
+    if settings.cpu_threads:  # the aligner and diarizer run on torch, which takes every core
+        import torch
+
+        torch.set_num_threads(settings.cpu_threads)
+    store = TaskStore(make_engine(settings.db_url))
+    store.create_schema()
+    settings.media_dir.mkdir(parents=True, exist_ok=True)
+    runtime = Runtime(
+        settings, store, cache or ModelCache(settings.model_idle_seconds), make_queue(settings)
+    )
+    if settings.preload_models:
+        runtime.state = "warming"
+        store.beat(runtime.report())
+        from app.pipeline.transcribe import load_whisper
+
+        with load_whisper(runtime.cache, settings, settings.whisper_model, str(settings.device),
+                          str(settings.compute_type)):  # fmt: skip
+            runtime.state = "idle"
+    store.beat(runtime.report())
+    Janitor(runtime, parent).start()
+    WebhookSender(store, settings, runtime.name, runtime.stopping).start()
+    log.info("worker %s ready (queue %s, device %s)", runtime.name, settings.queue, settings.device)
+    return runtime
+
+
+def work(runtime: Runtime) -> None:
+    """QUEUE=local: claim the oldest queued task and run it, until the runtime stops."""
+    while not runtime.stopping.is_set():
+        task = runtime.store.claim_next(runtime.name)
+        if task is None:
+            runtime.stopping.wait(POLL_SECONDS)
+        else:
+            run_claimed(task, runtime)
+    runtime.store.forget_worker(runtime.name)
+
+
+def main() -> None:
+    settings = Settings().for_worker()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    configure_logging(settings)
+    if settings.queue == "celery":
+        from app.worker.celery import main as celery_main
+
+        celery_main(settings)
+        return
+    supervisor = int(os.environ.get("WHISPERX_SUPERVISOR") or 0) or None
+    if supervisor:  # started by `make run`: die with it, at once (the kernel sends SIGKILL)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != supervisor:
+            return
+    runtime = start_runtime(settings, parent=supervisor)
+
+    def stop(*_: Any) -> None:
+        runtime.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    work(runtime)
+
+
+if __name__ == "__main__":
+    main()
