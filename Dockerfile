@@ -53,7 +53,9 @@ VOLUME ["/data", "/models"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=4)"
 
 # One image, two roles. Default: the API (it never loads a model, so any number of gunicorn
-# workers and containers may serve it). Workers: `python -m app.worker` (docker-compose.yaml).
+# workers and containers may serve it) plus WORKERS local worker processes (default 1: one
+# container runs everything); with WORKERS=0 the API alone, and `python -m app.worker` runs a
+# worker (docker-compose.yaml).
 CMD ["gunicorn", "app.main:app", "--worker-class", "uvicorn_worker.UvicornWorker", \
      "--workers", "2", "--bind", "0.0.0.0:8000", "--timeout", "0", "--graceful-timeout", "30", \
      "--log-config", "gunicorn_logging.conf"]

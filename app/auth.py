@@ -79,8 +79,8 @@ class Guard:
     """ASGI middleware: 401 without a valid key, 429 over the rate limit, both in the error
     envelope and before the body is read (an unauthenticated upload is never stored)."""
 
-    def __init__(self, app: Any, settings: Settings) -> None:
-        self.app = app
+    def __init__(self, app: Any, settings: Settings, refused: Any = None) -> None:
+        self.app, self.refused = app, refused  # refused: a prometheus Counter by reason
         keys = [k.strip() for k in (settings.api_keys or "").split(",") if k.strip()]
         self.owners = {fingerprint(k) for k in keys}
         limit = settings.rate_limit_per_minute
@@ -118,6 +118,8 @@ class Guard:
                 response = envelope(
                     401, "UNAUTHORIZED", message, {"www-authenticate": 'Bearer realm="whisperx"'}
                 )
+                if self.refused is not None:
+                    self.refused.labels("unauthorized").inc()
                 await response(scope, receive, send)
                 return
         if self.limiter is not None:
@@ -132,6 +134,8 @@ class Guard:
                     f"(RATE_LIMIT_PER_MINUTE); retry in {retry} s.",
                     {"retry-after": str(retry)},
                 )
+                if self.refused is not None:
+                    self.refused.labels("rate_limited").inc()
                 await response(scope, receive, send)
                 return
         scope.setdefault("state", {})["owner"] = owner

@@ -54,7 +54,7 @@ HTTP_CODES = {
 ERROR_RESPONSES: dict[int | str, dict] = {
     code: {"model": ErrorResponse, "description": name.replace("_", " ").capitalize()}
     for code, name in HTTP_CODES.items()
-    if code in (400, 401, 403, 404, 409, 413, 415, 429, 507)
+    if code in (400, 401, 403, 404, 409, 413, 415, 429, 503, 507)
 }
 """OpenAPI documentation of the envelope, attached to every router."""
 

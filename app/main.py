@@ -11,14 +11,17 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import errors
-from app.api import health, models, openai, services, speech, tasks, ui, workers
+from app import metrics as app_metrics
+from app.api import asr, health, models, openai, services, speakers, speech, tasks, ui, workers
 from app.api.deps import Waiter
 from app.auth import Guard
 from app.logs import configure_logging
+from app.metrics import HttpMetrics, Metrics
 from app.settings import Settings
 from app.store.db import make_engine
 from app.store.tasks import TaskStore
 from app.worker.queue import make_queue
+from app.worker.supervisor import Supervisor
 
 DESCRIPTION = """Speech to text with word-level timings and speakers (whisperX), as a REST
 service. Submit audio or video, get a task `identifier`, poll `GET /task/{identifier}` or
@@ -34,7 +37,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.media_dir.mkdir(parents=True, exist_ok=True)
         store.create_schema()
+        supervisor = Supervisor(settings)
+        supervisor.start()
         yield
+        supervisor.stop()
         store.engine.dispose()
 
     app = FastAPI(
@@ -44,8 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.queue, app.state.waiter = make_queue(settings), Waiter(store)
     errors.install(app)
     app.add_middleware(errors.BodyLimit, max_bytes=settings.max_upload_mb << 20)
-    app.add_middleware(Guard, settings=settings)  # outermost: 401/429 before any body is read
-    for module in (speech, services, tasks, models, workers, health, openai, ui):
+    metrics = app.state.metrics = Metrics(store, app.version)
+    app.add_middleware(Guard, settings=settings, refused=metrics.refusals)  # 401/429 first
+    app.add_middleware(HttpMetrics, metrics=metrics)  # outermost: refusals are counted too
+    for module in (speech, services, tasks, speakers, models, workers, health, openai, asr, ui,
+                   app_metrics):  # fmt: skip
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=ui.ASSETS), name="ui")
     return app

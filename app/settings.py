@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     """Hugging Face token for the gated pyannote diarization pipeline (production diarizer)."""
     log_level: str = "INFO"
     """Log level of the service's loggers."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object a line (time, level, logger, message) for log shippers."""
     environment: str = "production"
     """Free-form deployment name (`production`, `development`, …), reported by /health."""
     dev: bool = False
@@ -90,7 +92,10 @@ class Settings(BaseSettings):
     cpu_threads: int = Field(default=0, ge=0)
     """Threads per model on CPU; 0 = every core."""
     preload_models: bool = False
-    """Load the default ASR model at start-up instead of on the first task."""
+    """Workers warm up (below) before they take their first task instead of beside it."""
+    warm_up: bool = True
+    """Workers load the default model, an aligner and the diarizer at start and run each once
+    (state `warming`, shown by readiness), so the first task is as fast as the next."""
     model_idle_seconds: int = Field(default=0, ge=0)
     """Release a model after this many seconds unused; 0 keeps models loaded."""
     max_upload_mb: int = Field(default=1024, ge=1)

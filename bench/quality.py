@@ -539,7 +539,7 @@ def bench_diarization(ctx: Context) -> dict[str, Any]:
                     for _ in range(item.repeat):
                         started = time.perf_counter()
                         with contextlib.redirect_stdout(printed):
-                            turns = diarizer.diarize(item.audio, num_speakers=given)
+                            turns = diarizer.diarize(item.audio, num_speakers=given).turns
                         took.append(time.perf_counter() - started)
                     for line in dict.fromkeys(printed.getvalue().splitlines()):
                         said.append(f"{item.name}, count {'given' if given else 'unknown'}: {line}")
@@ -585,6 +585,114 @@ def bench_diarization(ctx: Context) -> dict[str, Any]:
             f"{len(right)} inputs right ({100 * sum(right) / len(right):.0f} %).**\n"
         )
     return facts
+
+
+# --- the diarization dev set ---------------------------------------------------------------
+
+
+def bench_devset(ctx: Context, folder: Path) -> None:
+    """DER per condition of a generated dev set (bench/devset.py: speakers, overlap share,
+    length, room and noise), the count given and not, speakers found; then speaker matching."""
+    import argparse
+    import json
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import devset
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    settings = ctx.settings.model_copy(update={"diarizer": "offline"})
+    from app.pipeline.diarize import load_diarizer
+
+    print(f"## Diarization dev set: {folder.name}\n")
+    options = argparse.Namespace(devset=folder, fix=None, repeat=1, unknown_only=False, json=None)
+    with load_diarizer(cache=ctx.cache, settings=settings) as diarizer:
+        note(f"dev set {folder}: {len(manifest['recordings'])} recordings")
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            devset.evaluate_with(
+                diarizer, options, manifest, manifest["recordings"], time.perf_counter()
+            )
+        # evaluate_with's tables, one level down under this section
+        print(printed.getvalue().replace("\n## ", "\n### "))
+        matching_accuracy(diarizer, folder, manifest, devset)
+
+
+def matching_accuracy(diarizer: Any, folder: Path, manifest: dict, devset: Any) -> None:
+    """Right name / wrong name / missed for enrolled voices, matching each recording's diarized
+    speakers (count unknown) with profiles by app.pipeline.speakers.match_speakers.
+
+    Each recording enrols all its voices but the last one (which must stay unnamed) plus two
+    voices that are not in it (which must name nobody). Enrolment audio: the voice's phrases made
+    with another seed (synthetic voices then say other sentences at other pitches); the real and
+    derived voices have only sample.wav's phrases, so theirs is the same speech as in the
+    recording, joined differently: an easier case than real enrolment."""
+    import soundfile
+
+    from app.pipeline.speakers import match_speakers
+
+    voices = devset.Voices(manifest["seed"] + 1000)
+    pool = ["A", "B", *(f"derived:{d}" for d in devset.DERIVED), *devset.SYNTHETIC]
+    profiles_of: dict[str, dict[str, Any]] = {}
+
+    def profile(key: str) -> dict[str, Any]:
+        if key not in profiles_of:
+            voice = voices[key]
+            gap = np.zeros(RATE // 4, np.float32)
+            speech = np.concatenate([x for c in voice.phrases[:12] for x in (c.audio, gap)])
+            embedding, _ = diarizer.embed(speech)
+            profiles_of[key] = {"name": voice.name, "embedding": embedding,
+                                "model": diarizer.embedding_model}  # fmt: skip
+        return profiles_of[key]
+
+    rows, totals = [], {"right": 0, "wrong": 0, "missed": 0, "unnamed ok": 0}
+    for rec in manifest["recordings"]:
+        if rec["tile"]:
+            continue
+        keys = [_voice_key(s["voice"]) for s in rec["sources"]]
+        enrolled = keys[:-1]
+        strangers = [k for k in pool if k not in keys][:2]
+        profiles = [profile(k) for k in enrolled + strangers]
+        audio, _ = soundfile.read(folder / rec["wav"], dtype="float32")
+        reference = devset.read_rttm(folder / rec["rttm"])
+        with contextlib.redirect_stdout(io.StringIO()):
+            found = diarizer.diarize(audio)
+        matches = match_speakers(found.embeddings, profiles)
+        voice_of_label = {s["label"]: s["voice"] for s in rec["sources"]}
+        names = {profiles_of[k]["name"] for k in enrolled}
+        count = dict.fromkeys(totals, 0)
+        for label, (name, _) in matches.items():
+            truth = voice_of_label[_main_speaker(found.turns, reference, label)]
+            expected = truth if truth in names else None
+            outcome = ("right" if name == expected else "wrong") if name else (
+                "missed" if expected else "unnamed ok")  # fmt: skip
+            count[outcome] += 1
+        for key in totals:
+            totals[key] += count[key]
+        rows.append([rec["name"], rec["speakers"], len(found.embeddings), len(enrolled),
+                     *count.values()])  # fmt: skip
+    print("### Speaker matching (count unknown)\n")
+    print(matching_accuracy.__doc__.split("\n\n", 1)[1].strip().replace("\n    ", " ") + "\n")
+    table(["recording", "speakers", "found", "enrolled", "right name", "wrong name", "missed",
+           "unenrolled left unnamed"], rows)  # fmt: skip
+    named = totals["right"] + totals["wrong"] + totals["missed"]
+    print(f"**Matching: {totals['right']} right, {totals['wrong']} wrong, {totals['missed']} "
+          f"missed of {named} named or missed speakers; {totals['unnamed ok']} correctly left "
+          "unnamed.**\n")  # fmt: skip
+
+
+def _voice_key(voice: str) -> str:
+    """devset.Voices' key of a manifest voice name: real:A → A, espeak:en+f3 → en+f3."""
+    kind, _, name = voice.partition(":")
+    return {"real": name, "espeak": name}.get(kind, voice)
+
+
+def _main_speaker(turns: list, reference: list, label: str) -> str:
+    """The reference speaker a diarized speaker overlaps most."""
+    overlap: dict[str, float] = {}
+    for turn in (t for t in turns if t["speaker"] == label):
+        for start, end, who in reference:
+            shared = min(end, turn["end"]) - max(start, turn["start"])
+            overlap[who] = overlap.get(who, 0.0) + max(shared, 0.0)
+    return max(overlap, key=overlap.__getitem__)
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -668,6 +776,11 @@ def main() -> None:
     parser.add_argument(
         "--hub", action="store_true", help="allow hub downloads (production models, HF_TOKEN)"
     )
+    parser.add_argument(
+        "--devset", type=Path, nargs="*", default=[],
+        help="dev set folders (bench/devset.py generate) to score the offline diarizer on",
+    )  # fmt: skip
+    parser.add_argument("--devset-only", action="store_true", help="only the dev set section(s)")
     args = parser.parse_args()
     if not args.hub:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a hub that is not there
@@ -688,12 +801,15 @@ def main() -> None:
     ctx = Context(plan, settings, ModelCache(), decode_audio(SAMPLE_DIR / "sample.wav"))
     print(f"# Quality benchmark ({'quick' if args.quick else 'full'} run)\n")
     versions(settings)
-    note("synthesising speech")
-    sets = timing_sets(plan)
-    bench_asr(ctx, sets)
-    timings = bench_alignment(ctx, sets)
-    diarization = bench_diarization(ctx)
-    targets(timings, diarization)
+    if not args.devset_only:
+        note("synthesising speech")
+        sets = timing_sets(plan)
+        bench_asr(ctx, sets)
+        timings = bench_alignment(ctx, sets)
+        diarization = bench_diarization(ctx)
+        targets(timings, diarization)
+    for folder in args.devset:
+        bench_devset(ctx, folder)
     loads = sum(ctx.cache.load_seconds.values())
     print(f"Total {time.perf_counter() - started:.0f} s, of which model loading {loads:.0f} s.")
 

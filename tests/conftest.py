@@ -65,6 +65,8 @@ def settings(tmp_path: Path):
         device="cpu",
         compute_type="int8",
         hub_allowed=False,
+        workers=0,  # tests start their workers themselves (tests/e2e/conftest.py)
+        warm_up=False,  # models are loaded once per test session instead
     )
 
 

@@ -367,7 +367,12 @@ async def _run(
 
 
 async def wait_for(identifier: str, store: TaskStore, waiter: Waiter, seconds: float) -> Task:
-    """The task once it has ended (in whichever worker), or as it is after `seconds`."""
+    """The task once it has ended (in whichever worker), or as it is after `seconds`. With no
+    worker alive the request would only hang: the task is failed and the answer is a 503."""
+    if not await run_in_threadpool(store.workers):
+        message = "No worker is running to do this now: start one (`make worker`, or WORKERS=1)."
+        await run_in_threadpool(store.fail, identifier, message)
+        raise ServiceError(503, "NO_WORKER", message)
     deadline = time.monotonic() + seconds
     while True:
         task = await run_in_threadpool(store.get, identifier)

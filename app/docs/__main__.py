@@ -1,10 +1,12 @@
-"""`python -m app.docs`: write the OpenAPI dump and the database schema doc (checked by a test)."""
+"""`python -m app.docs`: write the OpenAPI dump (JSON and YAML) and the database schema doc
+(a test checks they are current)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import yaml
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -18,6 +20,10 @@ DOCS = Path(__file__).resolve().parent
 def openapi_json() -> str:
     settings = Settings(_env_file=None, device="cpu", compute_type="int8")  # type: ignore[call-arg]
     return json.dumps(create_app(settings).openapi(), indent=2, sort_keys=True) + "\n"
+
+
+def openapi_yaml() -> str:
+    return yaml.safe_dump(json.loads(openapi_json()), sort_keys=True, allow_unicode=True)
 
 
 def schema_markdown() -> str:
@@ -47,8 +53,9 @@ def schema_markdown() -> str:
 
 def main() -> None:
     (DOCS / "openapi.json").write_text(openapi_json())
+    (DOCS / "openapi.yaml").write_text(openapi_yaml())
     (DOCS / "db_schema.md").write_text(schema_markdown())
-    print(f"wrote {DOCS / 'openapi.json'} and {DOCS / 'db_schema.md'}")
+    print(f"wrote openapi.json, openapi.yaml and db_schema.md in {DOCS}")
 
 
 if __name__ == "__main__":

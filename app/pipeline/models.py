@@ -133,6 +133,7 @@ class ModelCache:
         self._entries: dict[tuple, _Entry] = {}
         self._lock = threading.Lock()
         self.load_seconds: dict[tuple, float] = {}
+        self.loads = self.releases = 0  # since start, for the workers' metrics
 
     @contextmanager
     def use(self, key: tuple, load: Callable[[], Any]) -> Iterator[Any]:
@@ -147,6 +148,7 @@ class ModelCache:
                     started = time.perf_counter()
                     entry.value = load()
                     self.load_seconds[key] = time.perf_counter() - started
+                    self.loads += 1
                     log.info("loaded %s in %.1f s", key, self.load_seconds[key])
                 yield entry.value
         finally:
@@ -175,6 +177,7 @@ class ModelCache:
             stale = [k for k, e in self._entries.items() if not e.users and e.last_used < cutoff]
             for key in stale:
                 del self._entries[key]
+            self.releases += len(stale)
         if stale:
             _free_device_memory()
         return stale

@@ -153,6 +153,14 @@ class DiarizationOptions(BaseModel):
     min_speakers: Speakers = None
     num_speakers: Speakers = Field(None, description="Exact number of speakers, when known.")
     diarize: bool = Field(True, description="Speaker diarization step (full pipeline only).")
+    return_speaker_embeddings: bool = Field(
+        False,
+        description="Also return each speaker's voice embedding (`speaker_embeddings`: label → unit-norm vector); for /service/diarize it is in the task's metadata, the result staying a list of turns.",
+    )
+    identify_speakers: bool = Field(
+        True,
+        description="Name diarized speakers whose voice matches one of your speaker profiles (POST /speakers).",
+    )
 
     # field validators (not a model one), so that the error names the parameter
     @field_validator("min_speakers")

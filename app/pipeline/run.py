@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from app.pipeline.align import load_aligner
-from app.pipeline.audio import decode_audio
+from app.pipeline.audio import AudioError, decode_audio
 from app.pipeline.combine import assign_speakers
-from app.pipeline.diarize import load_diarizer
+from app.pipeline.diarize import Diarization, load_diarizer
 from app.pipeline.models import ModelCache
 from app.pipeline.options import (
+    LANGUAGES,
     AlignmentOptions,
     AsrOptions,
     DiarizationOptions,
@@ -21,7 +22,8 @@ from app.pipeline.options import (
     TaskParams,
     VadOptions,
 )
-from app.pipeline.transcribe import transcribe
+from app.pipeline.speakers import name_speakers
+from app.pipeline.transcribe import detect_language, load_whisper, transcribe
 from app.pipeline.types import SAMPLE_RATE, AlignedTranscript, Progress, SpeakerTurn, Transcript
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ WEIGHTS: dict[str, dict[str, float]] = {
     "transcription_alignment": {"aligning": 100},
     "diarization": {"diarizing": 100},
     "combine_transcript&diarization": {"combining": 100},
+    "language_detection": {"detecting": 100},
+    "speaker_enrolment": {"enrolling": 100},
 }
 
 
@@ -62,6 +66,11 @@ def run(
         audio_path, s.max_audio_seconds, s.decode_timeout_seconds, s.decode_memory_mb
     )
     stages.report("decoding", 0.0, audio_duration=round(audio.size / SAMPLE_RATE, 3))
+    if audio.size < SAMPLE_RATE // 10:  # a cut-off file decodes to a few frames, if any
+        raise AudioError(
+            f"The audio is too short to process: {audio.size / SAMPLE_RATE:.2f} s of sound "
+            "could be decoded (the file may be cut off or damaged)."
+        )
     # a task stores the option families its type uses (TaskParams)
     if task_type == "transcription_alignment":
         assert params.alignment
@@ -70,7 +79,17 @@ def run(
         return aligned, transcript["language"]
     if task_type == "diarization":
         assert params.diarization
-        return stages.diarize(audio, params.diarization), None
+        # the result stays a list of turns (what /service/combine takes); embeddings go to info
+        found = stages.diarize(audio, params.diarization, inputs.get("speaker_profiles"))
+        if params.diarization.return_speaker_embeddings:
+            stages.info["speaker_embeddings"] = found.embeddings
+        return found.turns, None
+    if task_type == "speaker_enrolment":
+        return stages.enrol(audio, inputs.get("start"), inputs.get("end")), None
+    if task_type == "language_detection":
+        assert params.model
+        detected = stages.detect_language(audio, params.model)
+        return detected, detected["language_code"]
     model, asr, vad = params.model, params.asr, params.vad
     assert model and asr and vad
     transcript = stages.transcribe(audio, model, asr, vad)
@@ -86,8 +105,10 @@ def run(
     else:
         result = {"segments": transcript["segments"], "word_segments": []}
     if diarization.diarize:
-        turns = stages.diarize(audio, diarization)
-        result = dict(stages.combine(result, turns))  # type: ignore[arg-type]
+        found = stages.diarize(audio, diarization, inputs.get("speaker_profiles"))
+        result = dict(stages.combine(result, found.turns))  # type: ignore[arg-type]
+        if diarization.return_speaker_embeddings:
+            result["speaker_embeddings"] = found.embeddings
     for key in ("language", "language_probability", "language_candidates"):
         if key in transcript:
             result[key] = transcript[key]
@@ -126,6 +147,25 @@ class Stages:
             transcript["language_candidates"] = info["language_candidates"]
         return transcript
 
+    def detect_language(self, audio: np.ndarray, model: ModelOptions) -> dict[str, Any]:
+        """The language of the first 30 s, as whisper-asr-webservice's /detect-language gives it."""
+        self._stage("detecting")
+        started, s = time.perf_counter(), self.settings
+        name = model.model or s.whisper_model
+        device, compute_type = model.device or s.device, model.compute_type or s.compute_type
+        assert device and compute_type, "a worker's settings are resolved"
+        with load_whisper(self.cache, s, name, device, compute_type) as (pipeline, source):
+            if not pipeline.model.model.is_multilingual:
+                raise ValueError(f"Model '{name}' is English-only: it cannot tell languages apart.")
+            ((code, probability),) = detect_language(pipeline.model, audio, top=1)
+        self.info.update(model=name, model_source=source, device=device)
+        self._timed("detect_language", started)
+        return {
+            "detected_language": LANGUAGES.get(code, code),
+            "language_code": code,
+            "confidence": probability,
+        }
+
     def align(
         self, transcript: Transcript, audio: np.ndarray, alignment: AlignmentOptions, language: str
     ) -> AlignedTranscript:
@@ -140,15 +180,45 @@ class Stages:
         self._timed("align", started)
         return aligned
 
-    def diarize(self, audio: np.ndarray, diarization: DiarizationOptions) -> list[SpeakerTurn]:
+    def diarize(
+        self, audio: np.ndarray, diarization: DiarizationOptions, profiles: list | None = None
+    ) -> Diarization:
+        """Who spoke when; voices that match one of `profiles` (the caller's speaker profiles)
+        are named after it, unless `identify_speakers` is off."""
         progress, started = self._stage("diarizing"), time.perf_counter()
         with load_diarizer(cache=self.cache, settings=self.settings) as diarizer:
             self.info["diarizer"] = diarizer.name
-            counts = diarization.model_dump(exclude={"diarize"})
-            turns = diarizer.diarize(audio, progress=progress, **counts)
-        self.info["speakers"] = len({t["speaker"] for t in turns})
+            counts = diarization.model_dump(
+                include={"num_speakers", "min_speakers", "max_speakers"}
+            )
+            found = diarizer.diarize(audio, progress=progress, **counts)
+            if profiles and diarization.identify_speakers:
+                turns, embeddings, record = name_speakers(
+                    found.turns,
+                    found.embeddings,
+                    profiles,
+                    diarizer.embedding_model,
+                )
+                found = Diarization(turns, embeddings)
+                self.info.update(record)
+        self.info["speakers"] = len({t["speaker"] for t in found.turns})
         self._timed("diarize", started)
-        return turns
+        return found
+
+    def enrol(self, audio: np.ndarray, start: float | None, end: float | None) -> dict[str, Any]:
+        """A speaker profile's voice: the embedding of the speech in [start, end] seconds."""
+        progress = self._stage("enrolling")
+        clip = audio[
+            int((start or 0) * SAMPLE_RATE) : None if end is None else int(end * SAMPLE_RATE)
+        ]
+        with load_diarizer(cache=self.cache, settings=self.settings) as diarizer:
+            embedding, seconds = diarizer.embed(clip)
+            progress(100.0)
+            return {
+                "embedding": embedding,
+                "seconds": round(seconds, 2),
+                "model": diarizer.embedding_model,
+            }
 
     def combine(self, aligned: AlignedTranscript, turns: list[SpeakerTurn]) -> AlignedTranscript:
         self._stage("combining")
@@ -156,3 +226,17 @@ class Stages:
         combined = assign_speakers(aligned, turns)
         self._timed("combine", started)
         return combined
+
+
+def warm_up(settings: Settings, cache: ModelCache) -> None:
+    """Load the default model, an aligner and the diarizer and run each once on a few seconds of
+    quiet noise, so that imports, loads and first calls are not paid by the first task."""
+    stages = Stages("full_process", settings, cache, lambda *_, **__: None)
+    audio = (np.random.default_rng(0).standard_normal(4 * SAMPLE_RATE) * 0.01).astype(np.float32)
+    stages.transcribe(audio, ModelOptions(), AsrOptions(), VadOptions())
+    transcript: Transcript = {
+        "segments": [{"start": 0.5, "end": 3.5, "text": "hello"}],
+        "language": "en",
+    }
+    stages.align(transcript, audio, AlignmentOptions(), "en")
+    stages.diarize(audio, DiarizationOptions())

@@ -26,6 +26,8 @@ class TaskType(StrEnum):
     transcription_alignment = "transcription_alignment"
     diarization = "diarization"
     combine = "combine_transcript&diarization"
+    speaker_enrolment = "speaker_enrolment"
+    language_detection = "language_detection"
 
 
 class Base(DeclarativeBase):
@@ -165,6 +167,9 @@ class Worker(Base):
     models: Mapped[list[dict[str, Any]]] = mapped_column(
         JSON, default=list, comment="Models loaded now: kind, name, device, compute type."
     )
+    stats: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, comment="Counters since it started: model_loads, model_releases."
+    )
     started_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), comment="When it started (UTC)."
     )
@@ -172,6 +177,30 @@ class Worker(Base):
         DateTime(timezone=True),
         index=True,
         comment="Last report (UTC); silent for long means dead.",
+    )
+
+
+class SpeakerProfile(Base):
+    """A voice known by name: its embedding (never the audio) and the model that made it."""
+
+    __tablename__ = "speaker_profiles"
+
+    identifier: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(
+        String(200), comment="Shown instead of SPEAKER_XX where the voice matches."
+    )
+    owner: Mapped[str | None] = mapped_column(
+        String(64),
+        index=True,
+        comment="Fingerprint of the API key it belongs to; each key sees and uses only its own.",
+    )
+    embedding: Mapped[list[float]] = mapped_column(JSON, comment="Unit-norm voice embedding.")
+    model: Mapped[str] = mapped_column(
+        String(128), comment="Embedding model that made it; matched only with the same model."
+    )
+    seconds: Mapped[float] = mapped_column(Float, comment="Seconds of speech it was made from.")
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), comment="When it was enrolled (UTC)."
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, sessionmaker
 
 from app.store.db import migrate
-from app.store.models import Delivery, Lease, Task, TaskStatus, TaskType, Worker
+from app.store.models import Delivery, Lease, SpeakerProfile, Task, TaskStatus, TaskType, Worker
 
 CANCELLED = "cancelled: stopped at the user's request"
 SILENT_SECONDS = 30
@@ -398,3 +398,30 @@ class TaskStore:
             if state != "pending":
                 query = update(Task).where(Task.identifier == delivery.task)
                 s.execute(query.values(webhook=outcome))
+
+    # speaker profiles
+
+    def add_profile(self, **fields: Any) -> SpeakerProfile:
+        profile = SpeakerProfile(identifier=str(uuid.uuid4()), created_at=now(), **fields)
+        with self.session.begin() as s:
+            s.add(profile)
+        return profile
+
+    def profiles(self, owner: str | None) -> list[SpeakerProfile]:
+        """`owner`'s profiles (those made without API keys when None), oldest first."""
+        with self.session() as s:
+            query = select(SpeakerProfile).where(SpeakerProfile.owner.is_(owner) if owner is None
+                                                 else SpeakerProfile.owner == owner)  # fmt: skip
+            return list(s.scalars(query.order_by(SpeakerProfile.created_at)))
+
+    def profile(self, identifier: str, owner: str | None) -> SpeakerProfile | None:
+        return next((p for p in self.profiles(owner) if p.identifier == identifier), None)
+
+    def rename_profile(self, identifier: str, name: str) -> None:
+        with self.session.begin() as s:
+            s.execute(update(SpeakerProfile).where(SpeakerProfile.identifier == identifier)
+                      .values(name=name))  # fmt: skip
+
+    def delete_profile(self, identifier: str) -> None:
+        with self.session.begin() as s:
+            s.execute(delete(SpeakerProfile).where(SpeakerProfile.identifier == identifier))

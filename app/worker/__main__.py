@@ -7,6 +7,8 @@ import ctypes
 import logging
 import os
 import signal
+import threading
+import time
 from typing import Any
 
 from app.logs import configure_logging
@@ -40,19 +42,32 @@ def start_runtime(
     runtime = Runtime(
         settings, store, cache or ModelCache(settings.model_idle_seconds), make_queue(settings)
     )
-    if settings.preload_models:
+    if settings.preload_models or settings.warm_up:
         runtime.state = "warming"
         store.beat(runtime.report())
-        from app.pipeline.transcribe import load_whisper
-
-        with load_whisper(runtime.cache, settings, settings.whisper_model, str(settings.device),
-                          str(settings.compute_type)):  # fmt: skip
-            runtime.state = "idle"
+        if settings.preload_models:  # before the first task
+            _warm(runtime)
+        else:  # beside it
+            threading.Thread(target=_warm, args=(runtime,), name="warm-up", daemon=True).start()
     store.beat(runtime.report())
     Janitor(runtime, parent).start()
     WebhookSender(store, settings, runtime.name, runtime.stopping).start()
     log.info("worker %s ready (queue %s, device %s)", runtime.name, settings.queue, settings.device)
     return runtime
+
+
+def _warm(runtime: Runtime) -> None:
+    from app.pipeline.run import warm_up
+
+    started = time.perf_counter()
+    try:
+        warm_up(runtime.settings, runtime.cache)
+        log.info("worker %s warmed up in %.1f s", runtime.name, time.perf_counter() - started)
+    except Exception:  # a task will load what it needs and say what is missing
+        log.exception("warm-up of %s failed", runtime.name)
+    finally:
+        if runtime.state == "warming":
+            runtime.state = "idle"
 
 
 def work(runtime: Runtime) -> None:

@@ -48,6 +48,7 @@ class Runtime:
             name=self.name, host=socket.gethostname(), pid=os.getpid(), queue=self.queue.name,
             state=self.state, task=self.task, device=self.settings.device,
             models=self.cache.describe(), started_at=self.started_at,
+            stats={"model_loads": self.cache.loads, "model_releases": self.cache.releases},
         )  # fmt: skip
 
 

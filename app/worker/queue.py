@@ -42,6 +42,9 @@ class LocalQueue:
         return None
 
 
+NAMES_SPEAKERS = (TaskType.full_process, TaskType.diarization)
+
+
 def make_queue(settings: Settings) -> Queue:
     if settings.queue == "celery":
         from app.worker.celery import CeleryQueue
@@ -53,7 +56,18 @@ def make_queue(settings: Settings) -> Queue:
 def submit(
     store: TaskStore, queue: Queue, task_type: TaskType, params: dict[str, Any], **fields: Any
 ) -> str:
-    """The one submission path: store the task (queued), then hand its identifier over."""
+    """The one submission path: store the task (queued), then hand its identifier over. A task
+    that diarizes takes a copy of the caller's speaker profiles along, to name the voices."""
+    diarization = params.get("diarization") or {}
+    if (
+        task_type in NAMES_SPEAKERS
+        and diarization.get("diarize", True)
+        and diarization.get("identify_speakers", True)
+    ):
+        profiles = [{"name": p.name, "embedding": p.embedding, "model": p.model}
+                    for p in store.profiles(fields.get("owner"))]  # fmt: skip
+        if profiles:
+            fields["inputs"] = {**(fields.get("inputs") or {}), "speaker_profiles": profiles}
     task = store.create(task_type, params, **fields)
     queue.submit(task.identifier)
     log.info("task %s queued: %s of %s", task.identifier, task_type, fields.get("file_name"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 
 import pytest
 
@@ -123,6 +124,23 @@ def test_a_file_with_no_samples_fails_the_task_with_a_reason(client):
     assert task["status"] == "failed"
     assert task["error"] == "The file contains no audio samples."
     assert task["metadata"]["stage"] == "failed"
+
+
+def test_a_cut_off_mp3_is_refused_or_fails_as_too_short_never_completed_empty(
+    client, sample_wav, tmp_path
+):
+    mp3 = tmp_path / "call.mp3"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(sample_wav), "-b:a", "64k", str(mp3)], check=True
+    )
+    for size in (300, 1000):  # no frame left / a few frames (0.04 s) left
+        cut = mp3.read_bytes()[:size]
+        response = client.post("/service/transcribe", files={"file": ("cut.mp3", cut)})
+        if response.status_code == 200:
+            task = wait(client, response.json()["identifier"])
+            assert task["status"] == "failed" and "too short" in task["error"], task
+        else:
+            assert response.status_code == 415, response.text
 
 
 def test_delete_removes_the_task(client, sample_wav):

@@ -67,7 +67,7 @@ def test_the_migrations_build_exactly_the_models_schema(store):
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
 
 
 def test_a_database_of_the_first_release_is_upgraded_in_place(db_url):

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("task", sa.String(36), comment="Task it is running, if busy."),
         sa.Column("device", sa.String(16), comment="cuda or cpu."),
         sa.Column("models", sa.JSON, nullable=False, comment="Models loaded now: kind, name, device, compute type."),
+        sa.Column("stats", sa.JSON, nullable=False, comment="Counters since it started: model_loads, model_releases."),
         sa.Column("started_at", UTC_TIME, nullable=False, comment="When it started (UTC)."),
         sa.Column("heartbeat_at", UTC_TIME, nullable=False, comment="Last report (UTC); silent for long means dead."),
     )  # fmt: skip
