@@ -125,8 +125,10 @@ def test_celery_workers_share_tasks_and_survive_kills_of_workers_redis_and_the_a
             api = cluster.start("app", "api")
             parents = [cluster.start("app.worker", f"worker{n}") for n in (1, 2)]
             cluster.until(lambda: len(cluster.workers()) == 2, 120, "two workers")
-            ready = cluster.get("/health/ready")
-            assert ready["status"] == "ok" and ready["checks"]["broker"] == "ok", ready
+            # ready once both have warmed up (models loaded and run once)
+            ready = cluster.until(lambda: (r := cluster.get("/health/ready"))["status"] == "ok" and r,
+                                  240, "both workers warm")  # fmt: skip
+            assert ready["checks"]["broker"] == "ok" and ready["checks"]["workers"] == "ok: 2 alive"
 
             # tasks spread over both workers; a long poll answers within a second of the end
             ids = [cluster.submit(sample_wav) for _ in range(2)]
