@@ -64,6 +64,7 @@ class Supervisor:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.info("another API process on this host runs the workers")
+            self._lock.close()
             return
         self.thread = threading.Thread(
             target=supervise, args=(self.count, self.stopping), daemon=True
@@ -74,3 +75,4 @@ class Supervisor:
         self.stopping.set()
         if self.thread is not None:
             self.thread.join(30)
+            self._lock.close()  # releases the host's lock

@@ -33,7 +33,7 @@ def site(tmp_path_factory, model_cache) -> Iterator[SimpleNamespace]:
     settings = Settings(
         _env_file=None, db_url=f"sqlite:///{folder / 'ui.db'}", media_dir=folder / "media",
         model_dir=MODEL_DIR, device="cpu", compute_type="int8", hub_allowed=False,
-        media_retention_seconds=3600, api_keys=KEY,
+        media_retention_seconds=3600, api_keys=KEY, workers=0, warm_up=False,
     )  # fmt: skip
     with (
         worker_thread(settings, model_cache),
