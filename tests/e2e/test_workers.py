@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 settings = Settings(_env_file=None, db_url="sqlite:///{tmp_path}/api.db", media_dir="{tmp_path}/media",
-                    model_dir="{REPO}/models", hub_allowed=False)
+                    model_dir="{REPO}/models", hub_allowed=False, workers=0)
 with TestClient(create_app(settings)) as client:
     with open("{sample_wav}", "rb") as f:
         assert client.post("/speech-to-text?num_speakers=2", files={{"file": f}}).status_code == 200
