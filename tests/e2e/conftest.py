@@ -107,7 +107,11 @@ def local_server(tmp_path) -> Iterator[LocalServer]:
 @contextmanager
 def serve(app) -> Iterator[str]:
     """Run `app` on a real uvicorn server (loopback, free port) in a thread; yields its URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    # Keep-alive longer than any pause of a loaded 2-core run: uvicorn's 5 s default closes idle
+    # connections that a client may be reusing at that very moment (a ReadError, not our bug).
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_keep_alive=300
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
