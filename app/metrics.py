@@ -5,10 +5,13 @@ scrape time, so every API process reports the whole cluster whichever workers di
 
 from __future__ import annotations
 
+import bisect
 import platform
+import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -80,48 +83,84 @@ class HttpMetrics:
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
 
+class _Buckets:
+    """A histogram's cumulative bucket counts and sum, added to as tasks end."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds, self.counts, self.total = bounds, [0] * (len(bounds) + 1), 0.0
+
+    def add(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def exposed(self) -> tuple[list[tuple[str, float]], float]:
+        running, out = 0, []
+        for bound, n in zip([*map(floatToGoString, self.bounds), "+Inf"], self.counts, strict=True):
+            running += n
+            out.append((bound, float(running)))
+        return out, self.total
+
+
 class _Cluster:
-    """What the database knows, collected at each scrape."""
+    """What the database knows, collected at each scrape. Ended tasks are folded into the
+    histograms once each: a scrape reads only the rows that ended since the last one, with two
+    minutes of overlap for late commits and clocks that differ between machines."""
+
+    OVERLAP = timedelta(minutes=2)
 
     def __init__(self, store: TaskStore, version: str) -> None:
         self.store, self.version = store, version
+        self.waits, self.rtf = _Buckets(SECONDS), _Buckets(RATIOS)
+        self.runs: dict[str, _Buckets] = {}
+        self.stages: dict[str, _Buckets] = {}
+        self.seen: dict[str, datetime] = {}  # ended within the overlap: end time by identifier
+        self.lock = threading.Lock()
+
+    def _fold(self, s: Any) -> None:
+        query = select(
+            Task.identifier, Task.task_type, Task.created_at, Task.start_time, Task.end_time,
+            Task.duration, Task.audio_duration, Task.info, Task.status,
+        ).where(Task.status.in_(ENDED), Task.start_time.is_not(None), Task.end_time.is_not(None))  # fmt: skip
+        if self.seen:
+            query = query.where(Task.end_time > max(self.seen.values()) - self.OVERLAP)
+        for r in s.execute(query):
+            if r.identifier in self.seen:
+                continue
+            self.seen[r.identifier] = r.end_time
+            self.waits.add((r.start_time - r.created_at).total_seconds())
+            if r.duration is not None:
+                self.runs.setdefault(str(r.task_type), _Buckets(SECONDS)).add(r.duration)
+            for name, seconds in ((r.info or {}).get("stage_seconds") or {}).items():
+                self.stages.setdefault(name, _Buckets(SECONDS)).add(seconds)
+            if r.status == TaskStatus.completed and r.duration and r.audio_duration:
+                self.rtf.add(r.duration / r.audio_duration)
+        if self.seen:
+            cut = max(self.seen.values()) - self.OVERLAP
+            latest = max(self.seen, key=self.seen.__getitem__)  # kept: the next scrape's mark
+            self.seen = {i: t for i, t in self.seen.items() if t > cut or i == latest}
 
     def collect(self) -> Iterator[Any]:
         info = InfoMetricFamily("whisperx_build", "Service version and platform.")
         info.add_metric([], {"version": self.version, "python": platform.python_version()})
         yield info
-        with self.store.session() as s:
+        tasks = GaugeMetricFamily("whisperx_tasks", "Tasks by status and type.", labels=["status", "task_type"])  # fmt: skip
+        with self.lock, self.store.session() as s:
             counts = s.execute(select(Task.status, Task.task_type, func.count()).group_by(Task.status, Task.task_type))  # fmt: skip
-            tasks = GaugeMetricFamily("whisperx_tasks", "Tasks by status and type.", labels=["status", "task_type"])  # fmt: skip
             for status, task_type, n in counts:
                 tasks.add_metric([str(status), str(task_type)], n)
-            yield tasks
-            ended = s.execute(
-                select(Task.task_type, Task.created_at, Task.start_time, Task.duration,
-                       Task.audio_duration, Task.info, Task.status)
-                .where(Task.status.in_(ENDED), Task.start_time.is_not(None))
-            ).all()  # fmt: skip
+            self._fold(s)
             deliveries = Tally(dict(s.execute(select(Delivery.state, func.count()).group_by(Delivery.state)).all()))  # fmt: skip
-        waits = [(r.start_time - r.created_at).total_seconds() for r in ended]
-        yield _histogram("whisperx_task_queue_wait_seconds", "Seconds from submission to a worker's claim.", waits, SECONDS)  # fmt: skip
+        yield tasks
+        yield _histogram("whisperx_task_queue_wait_seconds", "Seconds from submission to a worker's claim.", self.waits)  # fmt: skip
         run = HistogramMetricFamily("whisperx_task_run_seconds", "Seconds from claim to end, by task type.", labels=["task_type"])  # fmt: skip
-        for kind in sorted({str(r.task_type) for r in ended}):
-            values = [
-                r.duration for r in ended if str(r.task_type) == kind and r.duration is not None
-            ]
-            run.add_metric([kind], *_buckets(values, SECONDS))
+        for kind in sorted(self.runs):
+            run.add_metric([kind], *self.runs[kind].exposed())
         yield run
-        stage = HistogramMetricFamily("whisperx_task_stage_seconds", "Seconds per pipeline stage.", labels=["stage"])  # fmt: skip
-        stages: dict[str, list[float]] = {}
-        for r in ended:
-            for name, seconds in ((r.info or {}).get("stage_seconds") or {}).items():
-                stages.setdefault(name, []).append(seconds)
-        for name in sorted(stages):
-            stage.add_metric([name], *_buckets(stages[name], SECONDS))
+        stage = HistogramMetricFamily("whisperx_task_stage_seconds", "Seconds per pipeline stage (vad is part of transcribe).", labels=["stage"])  # fmt: skip
+        for name in sorted(self.stages):
+            stage.add_metric([name], *self.stages[name].exposed())
         yield stage
-        rtf = [r.duration / r.audio_duration for r in ended if r.status == TaskStatus.completed
-               and r.duration and r.audio_duration]  # fmt: skip
-        yield _histogram("whisperx_task_real_time_factor", "Processing seconds per second of audio, completed tasks.", rtf, RATIOS)  # fmt: skip
+        yield _histogram("whisperx_task_real_time_factor", "Processing seconds per second of audio, completed tasks.", self.rtf)  # fmt: skip
         hooks = CounterMetricFamily("whisperx_webhook_deliveries", "Webhook deliveries by outcome.", labels=["outcome"])  # fmt: skip
         for outcome in ("delivered", "failed", "refused", "pending"):
             hooks.add_metric([outcome], deliveries.get(outcome, 0))
@@ -137,18 +176,8 @@ class _Cluster:
             yield family
 
 
-def _buckets(
-    values: Iterable[float], bounds: tuple[float, ...]
-) -> tuple[list[tuple[str, float]], float]:
-    values = list(values)
-    cumulative = [(floatToGoString(b), float(sum(v <= b for v in values))) for b in bounds]
-    return [*cumulative, ("+Inf", float(len(values)))], float(sum(values))
-
-
-def _histogram(
-    name: str, doc: str, values: list[float], bounds: tuple[float, ...]
-) -> HistogramMetricFamily:
-    buckets, total = _buckets(values, bounds)
+def _histogram(name: str, doc: str, values: _Buckets) -> HistogramMetricFamily:
+    buckets, total = values.exposed()
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=total)
 
 

@@ -1,10 +1,18 @@
-"""Pipeline benchmark: per-stage seconds, real-time factor, peak memory, model-load share of a
-second task, and the service overhead (HTTP API vs a direct pipeline call) on sample.wav.
+"""Pipeline benchmark: seconds per stage, real-time factor and peak memory of a task, against the
+old whisperX-FastAPI service's per-task call on the same audio and model in the same run.
 
-    uv run python bench/pipeline.py [--models base tiny.en] [--runs 3]
+    uv run python bench/pipeline.py [--models base tiny.en] [--runs 3] [--copies 6]
 
-Each model runs in its own process (so peak memory is its own): one cold task, then `--runs`
-warm direct calls, then the same audio `--runs` times through a real uvicorn server on loopback.
+The audio is pyannote's sample.wav (30 s real telephone call) `--copies` times over (3.1 min at
+6), language given (English). Three processes per model, so each peak memory is its own:
+
+- old service: what whisperX-FastAPI does for every `/service/transcribe` task,
+  `whisperx.load_model(...)` (its defaults: pyannote VAD, 4 threads) then `.transcribe(audio,
+  batch_size=8, chunk_size=20)`, `--runs` times;
+- ours, direct: the full pipeline (`app.pipeline.run`) warm, `--runs` times, seconds per stage;
+- ours, HTTP: a fresh `python -m app` (one worker process) on loopback; once `/health/ready`
+  says the worker has warmed up, the first `/service/transcribe` task, then `--runs` more, then
+  `--runs` `/speech-to-text` tasks, each timed from upload to the long poll's answer.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ import tempfile
 import time
 from importlib import resources
 from pathlib import Path
+
+import numpy as np
+import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -51,7 +62,7 @@ def _params(model: str):
     )
 
     return TaskParams(
-        model=ModelOptions(model=model, batch_size=8),
+        model=ModelOptions(model=model, language="en"),
         asr=AsrOptions(),
         vad=VadOptions(),
         alignment=AlignmentOptions(),
@@ -59,55 +70,59 @@ def _params(model: str):
     )
 
 
-def child(model: str, runs: int) -> dict:
-    """Everything measured for one model, in this process."""
-    from app.pipeline.audio import decode_audio
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def old_service(model: str, audio_path: Path, runs: int) -> dict:
+    """whisperX-FastAPI's per-task transcription: load the model, transcribe, drop it."""
+    import whisperx
+
+    from app.pipeline.models import resolve_whisper_model
+
+    path, _ = resolve_whisper_model(model, REPO / "models", False)
+    audio = whisperx.load_audio(str(audio_path))
+    per_task, loads = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        pipeline = whisperx.load_model(path, "cpu", compute_type="int8", language="en")
+        loads.append(time.perf_counter() - started)
+        pipeline.transcribe(audio, batch_size=8, chunk_size=20)
+        per_task.append(time.perf_counter() - started)
+        del pipeline
+    return {
+        "task_s": statistics.median(per_task),
+        "load_s": statistics.median(loads),
+        "peak_mb": _peak_mb(),
+    }
+
+
+def direct(model: str, audio_path: Path, runs: int) -> dict:
+    """The full pipeline called in this process, warm: seconds per stage."""
     from app.pipeline.models import ModelCache
     from app.pipeline.run import Stages, run
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    settings = _settings(model, workdir).for_worker()
+    settings = _settings(model, Path(tempfile.mkdtemp(prefix="bench-"))).for_worker()
     cache = ModelCache()
-    seconds = decode_audio(SAMPLE).size / 16000
 
-    def direct() -> tuple[float, dict]:
-        """Decode the file and run the stages, as a script calling the pipeline would."""
+    def once() -> tuple[float, dict]:
         stages = Stages("full_process", settings, cache, lambda *_, **__: None)
         started = time.perf_counter()
-        run("full_process", _params(model), None, SAMPLE, stages)
+        run("full_process", _params(model), None, audio_path, stages)
         return time.perf_counter() - started, stages.info
 
-    loads_before = sum(cache.load_seconds.values())
-    cold, cold_info = direct()
-    cold_load = sum(cache.load_seconds.values()) - loads_before
-    warm_runs = []
-    for _ in range(runs):
-        loads_before = sum(cache.load_seconds.values())
-        total, info = direct()
-        warm_runs.append((total, info, sum(cache.load_seconds.values()) - loads_before))
-    warm = statistics.median(r[0] for r in warm_runs)
-    stage_names = warm_runs[0][1]["stage_seconds"].keys()
-    stages = {
-        s: statistics.median(r[1]["stage_seconds"][s] for r in warm_runs) for s in stage_names
-    }
-    second_load_share = warm_runs[0][2] / warm_runs[0][0]
-
-    http_runs = _through_http(model, workdir, runs)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cold, info = once()
+    warm = [once() for _ in range(runs)]
+    names = warm[0][1]["stage_seconds"].keys()
     return {
-        "model": model,
-        "audio_s": seconds,
         "cold_s": cold,
-        "cold_load_s": cold_load,
-        "warm_s": warm,
-        "stages": stages,
-        "second_task_load_share": second_load_share,
-        "http_s": statistics.median(http_runs),
-        "peak_mb": peak_mb,
-        "aligner": cold_info.get("aligner"),
-        "diarizer": cold_info.get("diarizer"),
-        "device": settings.device,
-        "compute_type": settings.compute_type,
+        "warm_s": statistics.median(r[0] for r in warm),
+        "stages": {n: statistics.median(r[1]["stage_seconds"][n] for r in warm) for n in names},
+        "peak_mb": _peak_mb(),
+        "aligner": info.get("aligner"),
+        "diarizer": info.get("diarizer"),
+        "batch_size": settings.batch_size,
+        "threads": settings.cpu_threads or os.cpu_count(),
     }
 
 
@@ -117,15 +132,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _through_http(model: str, workdir: Path, runs: int) -> list[float]:
-    """Submit-to-completed seconds through a real server process, after one warm-up task."""
+def through_http(model: str, audio_path: Path, runs: int) -> dict:
+    """Upload-to-answer seconds through a fresh server process with one worker."""
     import httpx
 
+    workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
     port = _free_port()
     env = os.environ | {
         "WHISPER_MODEL": model,
         "DB_URL": f"sqlite:///{workdir / 'http.db'}",
-        "MEDIA_DIR": str(workdir / "http-media"),
+        "MEDIA_DIR": str(workdir / "media"),
         "MODEL_DIR": str(REPO / "models"),
         "HUB_ALLOWED": "false",
         "HOST": "127.0.0.1",
@@ -133,37 +149,57 @@ def _through_http(model: str, workdir: Path, runs: int) -> list[float]:
         "LOG_LEVEL": "WARNING",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "app"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        [sys.executable, "-m", "app"], cwd=REPO, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+
+    def task(path: str) -> float:
+        started = time.perf_counter()
+        with open(audio_path, "rb") as f:
+            identifier = httpx.post(
+                f"{base}{path}", params={"language": "en"}, files={"file": ("a.wav", f)},
+                timeout=60,
+            ).json()["identifier"]  # fmt: skip
+        while True:  # long poll: the answer comes as soon as the task ends
+            body = httpx.get(f"{base}/task/{identifier}?wait=60", timeout=70).json()
+            if body["status"] in ("completed", "failed"):
+                break
+        assert body["status"] == "completed", body["error"]
+        return time.perf_counter() - started
+
     try:
-        for _ in range(600):
+        started = time.perf_counter()
+        while True:
             try:
-                if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
+                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.1)
-        timings = []
-        for _ in range(runs + 1):
-            started = time.perf_counter()
-            with open(SAMPLE, "rb") as f:
-                identifier = httpx.post(
-                    f"{base}/speech-to-text", files={"file": ("sample.wav", f)}, timeout=60
-                ).json()["identifier"]
-            while True:  # long poll: the answer comes as soon as the task ends
-                body = httpx.get(f"{base}/task/{identifier}?wait=60", timeout=70).json()
-                if body["status"] in ("completed", "failed"):
-                    break
-            assert body["status"] == "completed", body["error"]
-            timings.append(time.perf_counter() - started)
-        return timings[1:]  # the first one loads the models
+                pass
+            assert server.poll() is None and time.perf_counter() - started < 600, "no start"
+            time.sleep(0.2)
+        ready_s = time.perf_counter() - started
+        first = task("/service/transcribe")
+        transcribe = [task("/service/transcribe") for _ in range(runs)]
+        full = [task("/speech-to-text") for _ in range(runs)]
     finally:
         server.terminate()
         server.wait(30)
+    return {
+        "ready_s": ready_s,
+        "first_s": first,
+        "transcribe_s": statistics.median(transcribe),
+        "full_s": statistics.median(full),
+    }
+
+
+def _audio(copies: int) -> Path:
+    """sample.wav `copies` times over, as a 16 kHz wav file."""
+    from app.pipeline.audio import decode_audio
+
+    path = Path(tempfile.mkdtemp(prefix="bench-audio-")) / f"sample-x{copies}.wav"
+    sf.write(path, np.tile(decode_audio(SAMPLE), copies), 16000)
+    return path
 
 
 def main() -> None:
@@ -172,67 +208,85 @@ def main() -> None:
         "--models", nargs="+", default=None, help="default: WHISPER_MODEL and tiny.en"
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--copies", type=int, default=6, help="sample.wav copies in the audio")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.runs)))
+        part, model, path = args.child
+        measure = {"old": old_service, "direct": direct, "http": through_http}[part]
+        print(json.dumps(measure(model, Path(path), args.runs)))
         return
     from app.settings import Settings
 
     models = args.models or list(dict.fromkeys([Settings().whisper_model, "tiny.en"]))
+    audio = _audio(args.copies)
+    seconds = sf.info(audio).duration
     rows = []
     for model in models:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", model, "--runs", str(args.runs)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    _print(rows, args.runs)
+        row: dict = {"model": model}
+        for part in ("old", "direct", "http"):
+            print(f"{model}: {part}", file=sys.stderr, flush=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", part, model, str(audio),
+                 "--runs", str(args.runs)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            row[part] = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(row)
+    _print(rows, args.runs, seconds)
 
 
-def _print(rows: list[dict], runs: int) -> None:
-    cpu = f"{os.cpu_count()} cores"
-    print(f"\nsample.wav (30 s, 2 speakers); {cpu}; medians of {runs} warm runs\n")
-    head = (
-        "model",
-        "transcribe s",
-        "align s",
-        "diarize s",
-        "combine s",
-        "total s",
-        "RTF",
-        "cold s (load s)",
-        "2nd task load %",
-        "HTTP s",
-        "overhead %",
-        "peak MB",
-    )
+def _table(head: list[str], rows: list[list[str]]) -> None:
     print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    print("|" + "|".join("---" if i == 0 else "--:" for i in range(len(head))) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+def _print(rows: list[dict], runs: int, seconds: float) -> None:
+    print(
+        f"\nsample.wav repeated to {seconds:.0f} s, language given; {os.cpu_count()} cores, "
+        f"CPU, int8; medians of {runs} runs\n"
+    )
+    print("## Transcription per task: the old service's call against ours\n")
+    table = []
     for r in rows:
-        st = r["stages"]
-        overhead = 100 * (r["http_s"] - r["warm_s"]) / r["warm_s"]
-        cells = (
+        old, http = r["old"], r["http"]
+        table.append([
             r["model"],
-            f"{st.get('transcribe', 0):.2f}",
-            f"{st.get('align', 0):.2f}",
-            f"{st.get('diarize', 0):.2f}",
-            f"{st.get('combine', 0):.3f}",
-            f"{r['warm_s']:.2f}",
-            f"{r['warm_s'] / r['audio_s']:.3f}",
-            f"{r['cold_s']:.1f} ({r['cold_load_s']:.1f})",
-            f"{100 * r['second_task_load_share']:.1f}",
-            f"{r['http_s']:.2f}",
-            f"{overhead:+.1f}",
-            f"{r['peak_mb']:.0f}",
-        )
-        print("| " + " | ".join(cells) + " |")
+            f"{old['task_s']:.2f} ({old['load_s']:.2f})",
+            f"{old['peak_mb']:.0f}",
+            f"{http['transcribe_s']:.2f}",
+            f"{http['transcribe_s'] / old['task_s']:.2f}×",
+            f"{http['ready_s']:.1f}",
+            f"{http['first_s']:.2f}",
+            f"{http['first_s'] / http['transcribe_s']:.2f}×",
+        ])  # fmt: skip
+    _table(["model", "old service s (load s)", "old peak MB", "ours /service/transcribe s",
+            "ours / old", "ready after s", "first task s", "first / warm"], table)  # fmt: skip
+    print("## Full pipeline (transcribe → align → diarize → combine), ours\n")
+    table = []
     for r in rows:
-        print(
-            f"\n{r['model']}: device {r['device']} {r['compute_type']}, aligner {r['aligner']}, diarizer {r['diarizer']}"
-        )
+        d, http = r["direct"], r["http"]
+        st = d["stages"]
+        table.append([
+            r["model"],
+            *(f"{st.get(n, 0):.2f}" for n in ("decode", "vad", "transcribe", "align", "diarize", "combine")),
+            f"{d['warm_s']:.2f}",
+            f"{d['warm_s'] / seconds:.3f}",
+            f"{http['full_s']:.2f}",
+            f"{100 * (http['full_s'] - d['warm_s']) / d['warm_s']:+.1f}",
+            f"{d['cold_s']:.1f}",
+            f"{d['peak_mb']:.0f}",
+        ])  # fmt: skip
+    _table(["model", "decode s", "VAD s", "transcribe s (VAD incl.)", "align s", "diarize s",
+            "combine s", "total s", "RTF", "HTTP s", "HTTP overhead %", "cold s",
+            "peak MB"], table)  # fmt: skip
+    for r in rows:
+        d = r["direct"]
+        print(f"{r['model']}: batch {d['batch_size']}, {d['threads']} threads, aligner "
+              f"{d['aligner']}, diarizer {d['diarizer']}")  # fmt: skip
 
 
 if __name__ == "__main__":

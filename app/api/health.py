@@ -52,8 +52,9 @@ def ready(store: StoreDep, queue: QueueDep, settings: SettingsDep) -> JSONRespon
         except Exception as exc:
             checks["broker"] = f"error: {type(exc).__name__}"
     warm = [w for w in workers if w.state != "warming"]
+    warming = f", {len(workers) - len(warm)} warming" if len(warm) < len(workers) else ""
     checks["workers"] = (
-        f"ok: {len(warm)} alive" if warm
+        f"ok: {len(warm)} alive{warming}" if warm
         else f"warming: {len(workers)} loading models" if workers
         else "none alive: tasks wait until a worker starts (make worker)"
     )  # fmt: skip

@@ -131,6 +131,10 @@ class AsrOptions(BaseModel):
 
 
 class VadOptions(BaseModel):
+    vad_method: Literal["silero", "pyannote"] = Field(
+        "silero",
+        description="Voice activity model that cuts the audio into chunks: `silero` (faster-whisper's ONNX model, fast on CPU) or `pyannote` (whisperX's default, a torch model).",
+    )
     vad_onset: float = Field(0.5, gt=0, lt=1, description="Speech starts above this score.")
     vad_offset: float = Field(0.363, gt=0, lt=1, description="Speech ends below this score.")
 

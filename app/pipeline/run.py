@@ -61,10 +61,11 @@ def run(
         return combined, combined.get("language")
     assert audio_path is not None, f"a {task_type} task has audio"
     stages.report("decoding", 0.0)
-    s = stages.settings
+    s, started = stages.settings, time.perf_counter()
     audio = decode_audio(
         audio_path, s.max_audio_seconds, s.decode_timeout_seconds, s.decode_memory_mb
     )
+    stages._timed("decode", started)
     stages.report("decoding", 0.0, audio_duration=round(audio.size / SAMPLE_RATE, 3))
     if audio.size < SAMPLE_RATE // 10:  # a cut-off file decodes to a few frames, if any
         raise AudioError(
@@ -140,6 +141,7 @@ class Stages:
         transcript, info = transcribe(
             audio, model, asr, vad, cache=self.cache, settings=self.settings, progress=progress
         )
+        self.info["stage_seconds"]["vad"] = info.pop("vad_seconds")
         self.info.update(info)
         self._timed("transcribe", started)
         if "language_probability" in info:  # detected, not given: say how sure

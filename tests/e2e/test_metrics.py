@@ -57,6 +57,11 @@ def test_metrics_follow_real_tasks_and_keep_ids_out_of_labels(client, sample_wav
         >= 2
     )
     assert _value(after["whisperx_model_loads"], "whisperx_model_loads_total") >= 0
+    again = _scrape(client)  # each ended task is counted once, however often it is scraped
+    for family, sample in (("whisperx_task_queue_wait_seconds", "_count"),
+                           ("whisperx_task_stage_seconds", "_count"),
+                           ("whisperx_task_run_seconds", "_sum")):  # fmt: skip
+        assert _value(again[family], family + sample) == _value(after[family], family + sample)
     assert any(s.labels.get("version") for s in after["whisperx_build_info"])
 
 
