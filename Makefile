@@ -1,14 +1,14 @@
 # `make run` and `make test` do all the set-up on a fresh machine (Python 3.11, pip, apt).
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
-APT_PACKAGES := ffmpeg espeak-ng sox libportaudio2 postgresql openssl redis-server procps chromium
+APT_PACKAGES := ffmpeg espeak-ng sox libportaudio2 postgresql openssl redis-server procps chromium firefox-esr
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-deps uv sync models run worker test lint docs bench clean
 
 install: system-deps sync models
 
-system-deps:  ## Debian packages: ffmpeg decodes every format, espeak-ng/sox make test speech, postgresql and redis-server serve the multi-process tests
+system-deps:  ## Debian packages: ffmpeg decodes every format, espeak-ng/sox make test speech, postgresql and redis-server serve the multi-process tests, chromium and firefox-esr the page tests
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \

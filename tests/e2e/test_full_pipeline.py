@@ -63,7 +63,14 @@ def test_speech_to_text_gives_words_timings_and_two_speakers(
     assert processing["model"] == "base" and processing["model_source"] == "bundled"
     assert processing["device"] == "cpu" and processing["compute_type"] == "int8"
     assert processing["aligner"] and processing["diarizer"]
-    assert set(processing["stage_seconds"]) == {"transcribe", "align", "diarize", "combine"}
+    assert set(processing["stage_seconds"]) == {
+        "decode",
+        "vad",
+        "transcribe",
+        "align",
+        "diarize",
+        "combine",
+    }
     assert meta["stage"] == "done" and meta["progress"] == 100
     assert meta["audio_duration"] == 30.0 and meta["duration"] > 0
     assert meta["task_type"] == "full_process" and meta["file_name"] == "sample.wav"
@@ -101,7 +108,7 @@ def test_alignment_and_diarization_can_be_switched_off(client, sample_wav):
     assert task["status"] == "completed", task["error"]
     assert "chicago" in " ".join(s["text"] for s in task["result"]["segments"]).lower()
     assert all("speaker" not in s for s in task["result"]["segments"])
-    assert set(task["metadata"]["processing"]["stage_seconds"]) == {"transcribe"}
+    assert set(task["metadata"]["processing"]["stage_seconds"]) == {"decode", "vad", "transcribe"}
 
 
 def test_a_video_file_is_transcribed_from_its_sound(client, sample_wav, tmp_path):

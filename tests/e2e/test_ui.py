@@ -16,6 +16,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.conftest import MODEL_DIR
 from tests.e2e.conftest import serve, worker_thread
+from tests.firefox import Firefox
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -237,3 +238,50 @@ def test_without_keys_the_list_opens_a_task_that_can_be_searched_corrected_and_e
         expect(page.locator(f"[data-identifier='{row_id}']")).to_have_count(0)
     expect(page.get_by_text("No tasks yet.")).to_be_visible()
     assert httpx.get(f"{site.open}/task/{identifier}").status_code == 404
+
+
+def test_in_firefox_a_person_uploads_reads_plays_and_renames(site, sample_wav):
+    """The same page in Debian's Firefox ESR (WebDriver BiDi), on a phone-sized screen."""
+    firefox = Firefox(width=390, height=844)
+    try:
+        firefox.goto(f"{site.open}/ui")
+        firefox.set_files("[data-testid=upload-input]", str(sample_wav))
+        firefox.evaluate("document.querySelector('[data-testid=language]').value = 'en'")
+        firefox.click("[data-testid=submit]")
+        firefox.wait_for("location.pathname.startsWith('/ui/task/')")
+        firefox.wait_for("document.querySelector('[data-testid=task-status]')?.textContent === 'completed'", 180)  # fmt: skip
+        speakers = firefox.evaluate(
+            "[...new Set([...document.querySelectorAll('[data-testid=segment]')].map(s => s.dataset.speaker))].sort()"
+        )
+        assert speakers == ["SPEAKER_00", "SPEAKER_01"]
+        assert firefox.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        firefox.wait_for("document.querySelector('[data-testid=player]').readyState >= 1")
+
+        word = "[data-testid=word]:nth-of-type(3)"
+        start = firefox.evaluate(f"+document.querySelector('{word}').dataset.start")
+        firefox.click(word)
+        assert firefox.evaluate("document.querySelector('audio').currentTime") == pytest.approx(start, abs=0.01)  # fmt: skip
+        firefox.evaluate("document.querySelector('audio').muted = true")
+        firefox.type(" ")  # space plays; the highlighted word follows the audio
+        firefox.wait_for(f"document.querySelector('audio').currentTime > {start + 1.5}")
+        now = firefox.evaluate(
+            "(() => { const w = document.querySelectorAll('[aria-current=\"true\"]'); return {count: w.length,"
+            " start: +w[0].dataset.start, end: +w[0].dataset.end, time: document.querySelector('audio').currentTime}; })()"
+        )  # fmt: skip
+        assert now["count"] == 1 and now["start"] - 0.5 <= now["time"] <= now["end"] + 0.5, now
+        firefox.type(" ")
+        assert firefox.evaluate("document.querySelector('audio').paused")
+
+        firefox.click("[data-testid=speaker-name][data-label=SPEAKER_00]")
+        firefox.evaluate("document.querySelector('.speaker-input').value = ''")
+        firefox.type("Sheila\ue007")
+        firefox.wait_for(
+            "[...document.querySelectorAll('[data-testid=segment][data-speaker=SPEAKER_00] [data-testid=speaker-name]')]"
+            ".every(n => n.textContent === 'Sheila')"
+        )  # fmt: skip
+        identifier = firefox.evaluate("location.pathname.split('/').pop()")
+        stored = httpx.get(f"{site.open}/task/{identifier}").json()["result"]["segments"]
+        assert {s["speaker"] for s in stored} == {"Sheila", "SPEAKER_01"}
+        assert firefox.errors == [], firefox.errors
+    finally:
+        firefox.close()
