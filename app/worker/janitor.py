@@ -51,9 +51,15 @@ class Janitor(threading.Thread):
                 self.housekeep()
 
     def recover(self) -> None:
-        """Requeue (and re-send) the tasks of dead workers, or fail those that cannot be run
-        again; re-send queued tasks whose broker message was lost."""
+        """Forget workers that died on this host; requeue (and re-send) the tasks of dead
+        workers, or fail those that cannot be run again; re-send queued tasks whose broker
+        message was lost."""
         runtime, store = self.runtime, self.runtime.store
+        here = socket.gethostname()
+        for worker in store.workers():  # killed here (SIGKILL leaves its row): not live
+            if worker.host == here and worker.pid != os.getpid() and not _alive(worker.pid):
+                log.warning("worker %s is gone (process %d ended)", worker.name, worker.pid)
+                store.forget_worker(worker.name)
         for task in store.silent(now()):
             if not self._abandoned(task):
                 continue
