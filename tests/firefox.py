@@ -33,6 +33,15 @@ class Firefox:
              f"--remote-debugging-port={port}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        try:
+            self._connect(port, width, height)
+        except BaseException:  # never leave a browser behind
+            self.process.kill()
+            self.process.wait(30)
+            shutil.rmtree(self.profile, ignore_errors=True)
+            raise
+
+    def _connect(self, port: int, width: int, height: int) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
