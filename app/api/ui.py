@@ -1,86 +1,21 @@
-"""The web page at /ui, and what it needs beyond the task API: corrections of a transcript
-(speaker names, a segment's text or speaker) and the task's audio for the player."""
+"""The web page at /ui: static files and what the page asks before it has a key (its task
+routes, corrections and audio included, are in tasks.py)."""
 
 from __future__ import annotations
 
-import mimetypes
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
-from fastapi import Path as PathParam
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    model_validator,
-)
 
-from app.api.deps import SettingsDep, StoreDep
-from app.auth import AUDIO_LINK_SECONDS, Owner, audio_link, check_owner
-from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError, task_not_found
+from app.api.deps import SettingsDep
 from app.pipeline.options import LANGUAGES
-from app.settings import Settings
-from app.store.models import Task, TaskStatus
-from app.store.tasks import ENDED, TaskStore, as_utc, now
 
 ASSETS = Path(__file__).resolve().parent.parent / "ui"
 """The page's static files (plain ES modules and CSS, no build step), served at /ui/static."""
 
-router = APIRouter(responses=ERROR_RESPONSES)
-
-
-def _printable(value: str) -> str:
-    if any(not c.isprintable() and c not in "\n\t" for c in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(_printable)]  # fmt: skip
-"""A speaker as the transcript names it (SPEAKER_00, or a name a profile gave)."""
-Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), AfterValidator(_printable)]  # fmt: skip
-
-
-class SegmentEdit(BaseModel):
-    """A person's edit of one segment: its text, its speaker (a label), or both."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), AfterValidator(_printable)] | None = None  # fmt: skip
-    """The new text; word timings are kept when the word count stays, else spread over the
-    segment."""
-    speaker: Label | None = None
-    """The speaker label the turn belongs to instead."""
-
-    @model_validator(mode="after")
-    def _something(self) -> SegmentEdit:
-        if self.text is None and self.speaker is None:
-            raise ValueError("give `text`, `speaker` or both")
-        return self
-
-
-class Corrections(BaseModel):
-    speakers: dict[str, str] = Field(default_factory=dict)
-    """Display name of each renamed speaker label."""
-    segments: dict[str, SegmentEdit] = Field(default_factory=dict)
-    """Edits by segment index (0 = first)."""
-
-
-class AudioLink(BaseModel):
-    url: str | None
-    """Where the audio plays without the API key, for `expires_in` seconds (an `<audio>`
-    element cannot send a header); null when the audio is no longer kept."""
-    expires_in: int | None = None
-    message: str | None = None
-    """Why there is no audio, when `url` is null."""
-
-
-NOT_TRANSCRIPT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorResponse, "description": "Not a completed transcript"}
-}
+router = APIRouter()
 
 
 @router.get("/ui", include_in_schema=False)
@@ -93,163 +28,3 @@ def page(identifier: str | None = None) -> FileResponse:
 def page_config(settings: SettingsDep) -> dict[str, Any]:
     """What the page asks before it has a key: whether it needs one, and the languages."""
     return {"auth": bool((settings.api_keys or "").strip(", ")), "languages": LANGUAGES}
-
-
-@router.patch(
-    "/task/{identifier}/speakers",
-    response_model=Corrections,
-    response_model_exclude_none=True,
-    tags=["Tasks Management"],
-    responses=NOT_TRANSCRIPT,
-)
-def rename_speakers(
-    identifier: str,
-    store: StoreDep,
-    owner: Owner,
-    names: Annotated[
-        dict[Label, Name | None],
-        Body(
-            min_length=1,
-            max_length=100,
-            examples=[{"SPEAKER_00": "Alice", "SPEAKER_01": "Bob"}],
-            description="Speaker label → display name, for all of its turns; an empty name or null gives the label back.",
-        ),
-    ],
-) -> dict[str, Any]:
-    """Name speakers of a completed transcript. The names show in the result, the exports
-    (`?format=`) and the web page; `?original=true` still gives the machine's labels."""
-    task, segments = _transcript(store, identifier, owner)
-    known = _labels(segments, task.corrections)
-    unknown = sorted(set(names) - known)
-    if unknown:
-        raise ServiceError(
-            404,
-            "SPEAKER_NOT_FOUND",
-            f"No speaker {', '.join(unknown)} in task {identifier}; its speakers are "
-            f"{', '.join(sorted(known)) or 'none'}.",
-        )
-    return _stored(store.correct(identifier, speakers={k: v or None for k, v in names.items()}), identifier)  # fmt: skip
-
-
-@router.patch(
-    "/task/{identifier}/segments/{n}",
-    response_model=Corrections,
-    response_model_exclude_none=True,
-    tags=["Tasks Management"],
-    responses=NOT_TRANSCRIPT,
-)
-def edit_segment(
-    identifier: str,
-    n: Annotated[int, PathParam(ge=0, le=10_000_000, description="Segment index, 0 = first.")],
-    edit: SegmentEdit,
-    store: StoreDep,
-    owner: Owner,
-) -> dict[str, Any]:
-    """Correct one segment of a completed transcript: its text, or the speaker of the turn
-    (a label; rename labels with PATCH /task/{identifier}/speakers)."""
-    _, segments = _transcript(store, identifier, owner)
-    count = len(segments)
-    if n >= count:
-        raise ServiceError(
-            404, "SEGMENT_NOT_FOUND", f"Task {identifier} has {count} segments (0..{count - 1})."
-        )
-    changes = edit.model_dump(exclude_none=True)
-    return _stored(store.correct(identifier, segments={str(n): changes}), identifier)
-
-
-@router.get("/task/{identifier}/audio-link", response_model=AudioLink, tags=["Tasks Management"])
-def task_audio_link(
-    identifier: str, store: StoreDep, settings: SettingsDep, owner: Owner
-) -> AudioLink:
-    """A short-lived signed URL of the task's audio (for a player, which cannot send the API
-    key), while MEDIA_RETENTION_SECONDS keeps it; `url` is null once it is gone."""
-    task = _owned(store, identifier, owner)
-    try:
-        _kept_audio(task, settings)
-    except ServiceError as gone:
-        return AudioLink(url=None, message=gone.message)
-    return AudioLink(url=audio_link(settings, identifier), expires_in=AUDIO_LINK_SECONDS)
-
-
-@router.get(
-    "/task/{identifier}/audio",
-    response_class=FileResponse,
-    tags=["Tasks Management"],
-    responses={
-        200: {"content": {"audio/*": {}, "video/*": {}}, "description": "The input file, as uploaded."},
-        206: {"description": "The part of it a `Range` header asked for."},
-        410: {"model": ErrorResponse, "description": "The audio is no longer kept"},
-    },
-)  # fmt: skip
-def task_audio(identifier: str, store: StoreDep, settings: SettingsDep, owner: Owner) -> FileResponse:  # fmt: skip
-    """The task's input as uploaded, while MEDIA_RETENTION_SECONDS keeps it (410 after).
-    Answers Range requests, so a player can seek."""
-    task = _owned(store, identifier, owner)
-    path = _kept_audio(task, settings)
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(
-        path, media_type=media_type, filename=task.file_name or path.name,
-        content_disposition_type="inline",
-    )  # fmt: skip
-
-
-def _owned(store: TaskStore, identifier: str, owner: str | None) -> Task:
-    task = store.get(identifier)
-    if task is None:
-        raise task_not_found(identifier)
-    check_owner(task, owner)
-    return task
-
-
-def _transcript(
-    store: TaskStore, identifier: str, owner: str | None
-) -> tuple[Task, list[dict[str, Any]]]:
-    """The task and its machine segments, when it is a completed transcript (only those can
-    be corrected)."""
-    task = _owned(store, identifier, owner)
-    if task.status != TaskStatus.completed:
-        raise ServiceError(
-            409,
-            "TASK_NOT_COMPLETED",
-            f"Task {identifier} is {task.status}; it can be corrected once it is completed.",
-        )
-    segments = task.result.get("segments") if isinstance(task.result, dict) else None
-    if not isinstance(segments, list):
-        raise ServiceError(
-            409, "NOT_A_TRANSCRIPT", f"Task {identifier} has no transcript segments to correct."
-        )
-    return task, segments
-
-
-def _labels(segments: list[dict[str, Any]], corrections: dict[str, Any] | None) -> set[str]:
-    """Speaker labels of the transcript: the machine's and those turns were reassigned to."""
-    labels = {s.get("speaker") for s in segments}
-    labels |= {w.get("speaker") for s in segments for w in s.get("words") or []}
-    edits = (corrections or {}).get("segments", {})
-    labels |= {e.get("speaker") for e in edits.values()}
-    return {label for label in labels if isinstance(label, str)}
-
-
-def _stored(corrections: dict[str, Any] | None, identifier: str) -> dict[str, Any]:
-    if corrections is None:  # deleted meanwhile
-        raise task_not_found(identifier)
-    return corrections
-
-
-def _kept_audio(task: Task, settings: Settings) -> Path:
-    """The task's input file, or a 404/410 saying why there is none."""
-    if not task.input_key:
-        raise ServiceError(
-            404, "NO_AUDIO", f"Task {task.identifier} has no audio input (it was given JSON)."
-        )
-    ended = as_utc(task.end_time)
-    kept = timedelta(seconds=settings.media_retention_seconds)
-    path = settings.media_path(task.input_key)
-    if (task.status in ENDED and (ended is None or now() - ended > kept)) or not path.is_file():
-        raise ServiceError(
-            410,
-            "AUDIO_GONE",
-            f"The audio of task {task.identifier} is no longer kept (MEDIA_RETENTION_SECONDS="
-            f"{settings.media_retention_seconds}); the transcript is still here.",
-        )
-    return path

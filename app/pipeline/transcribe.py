@@ -118,7 +118,7 @@ def _pyannote(cache: ModelCache, device: str, device_index: int) -> Any:
         where = f"cuda:{device_index}" if device == "cuda" else device
         return Pyannote(torch.device(where), token=None, vad_onset=0.5, vad_offset=0.363)
 
-    return cache.use(("vad", "pyannote", device, device_index), load)
+    return cache.use(("vad", "pyannote", device, None, device_index), load)
 
 
 def detect_language(model: Any, audio: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
@@ -153,6 +153,7 @@ def transcribe(
             "model_source": source,
             "device": device,
             "compute_type": compute_type,
+            "vad": vad.vad_method,
         }
         if not pipeline.model.model.is_multilingual:
             if language not in (None, "en"):

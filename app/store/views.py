@@ -17,21 +17,29 @@ RedactedUrl = Annotated[str | None, AfterValidator(redact_url)]
 """URLs are shown without passwords and token-like query values (presigned links)."""
 
 
-class TaskSummary(BaseModel):
-    identifier: str
-    status: TaskStatus
+class _TaskFacts(BaseModel):
+    """What the task list and a task's metadata both show."""
+
     task_type: TaskType
     file_name: str | None
     url: RedactedUrl
-    audio_duration: float | None
     language: str | None
-    error: str | None
+    audio_duration: float | None
     duration: float | None
+    """Seconds spent processing."""
     start_time: UtcDatetime
     end_time: UtcDatetime
     created_at: UtcDatetime = None
     stage: str | None = None
+    """Current stage: starting, decoding, transcribing, aligning, diarizing, combining, done, failed."""
     progress: float | None = None
+    """Percent of the whole task done."""
+
+
+class TaskSummary(_TaskFacts):
+    identifier: str
+    status: TaskStatus
+    error: str | None
     speakers: int | None = None
     """Speakers the diarization found."""
 
@@ -47,23 +55,9 @@ class WorkerRef(BaseModel):
     pid: int | None
 
 
-class TaskMetadata(BaseModel):
-    task_type: TaskType
+class TaskMetadata(_TaskFacts):
     task_params: dict[str, Any]
-    language: str | None
-    file_name: str | None
-    url: RedactedUrl
     callback_url: RedactedUrl
-    duration: float | None
-    """Seconds spent processing."""
-    audio_duration: float | None
-    start_time: UtcDatetime
-    end_time: UtcDatetime
-    created_at: UtcDatetime = None
-    stage: str | None = None
-    """Current stage: starting, decoding, transcribing, aligning, diarizing, combining, done, failed."""
-    progress: float | None = None
-    """Percent of the whole task done."""
     queue_position: int | None = None
     """1 = next to start; only while queued."""
     worker: Annotated[WorkerRef | None, BeforeValidator(worker_of)] = None

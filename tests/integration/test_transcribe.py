@@ -8,11 +8,11 @@ from app.pipeline.transcribe import transcribe
 from tests.speech import say, wer
 
 
-def run(audio, settings, cache, progress=None, **options):
+def run(audio, settings, cache, progress=None, vad=VadOptions(), **options):
     model = ModelOptions(**{"model": "base"} | options)  # device and the rest: the settings'
     settings = settings.for_worker()
     return transcribe(
-        audio, model, AsrOptions(), VadOptions(), cache=cache, settings=settings, progress=progress
+        audio, model, AsrOptions(), vad, cache=cache, settings=settings, progress=progress
     )
 
 
@@ -31,6 +31,22 @@ def test_base_transcribes_the_two_speaker_call_and_detects_english(
     assert progress and progress[-1] == 100
     for seg in transcript["segments"]:
         assert 0 <= seg["start"] < seg["end"] <= 30.1
+
+
+def test_whisperx_pyannote_voice_activity_gives_the_same_words_as_silero(
+    sample_audio, sample_reference, settings, model_cache
+):
+    reference = " ".join(r[3] for r in sample_reference)
+    texts = {}
+    for method in ("silero", "pyannote"):
+        vad = VadOptions(vad_method=method)
+        transcript, info = run(sample_audio, settings, model_cache, vad=vad, language="en")
+        assert info["vad"] == method
+        vads = [m for m in model_cache.describe() if m["kind"] == "vad"]
+        assert vads == ([{"kind": "vad", "name": "pyannote", "device": "cpu"}] if method == "pyannote" else [])  # fmt: skip
+        texts[method] = " ".join(s["text"] for s in transcript["segments"])
+        assert wer(reference, texts[method]) < 0.35, (method, texts[method])
+    assert wer(texts["silero"], texts["pyannote"]) < 0.2, texts
 
 
 def test_tiny_en_is_served_from_its_package(sample_audio, sample_reference, settings, model_cache):
