@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+VAD_SHARE = 10.0
+"""Percent of the transcription stage the voice activity pass is shown as (whisperX's pyannote
+pass is about a fifth of it on CPU, faster-whisper's Silero pass much less)."""
+
 
 @contextmanager
 def load_whisper(
@@ -109,14 +113,26 @@ def _silero(vad: VadOptions, chunk_size: int) -> Any:
 
 
 def _pyannote(cache: ModelCache, device: str, device_index: int) -> Any:
-    """whisperX's own pyannote VAD (bundled weights), for `vad_method=pyannote`."""
+    """whisperX's own pyannote VAD (bundled weights), for `vad_method=pyannote`, reporting its
+    progress through `vad.progress` (whisperX's call reports nothing: minutes on long files)."""
     from whisperx.vads import Pyannote
+
+    class Reporting(Pyannote):
+        progress: Progress | None = None
+
+        def __call__(self, audio: dict[str, Any], **_: Any) -> Any:
+            def hook(completed: int = 0, total: int = 1, **_: Any) -> None:
+                if self.progress is not None:
+                    self.progress(100 * min(completed / max(total, 1), 1.0))
+
+            # what VoiceActivitySegmentation.apply does, with the hook passed on
+            return self.vad_pipeline._segmentation(audio, hook=hook)
 
     def load() -> Any:
         import torch
 
         where = f"cuda:{device_index}" if device == "cuda" else device
-        return Pyannote(torch.device(where), token=None, vad_onset=0.5, vad_offset=0.363)
+        return Reporting(torch.device(where), token=None, vad_onset=0.5, vad_offset=0.363)
 
     return cache.use(("vad", "pyannote", device, None, device_index), load)
 
@@ -174,23 +190,29 @@ def transcribe(
         pipeline._vad_params = vad.model_dump() | {"chunk_size": model.chunk_size}
         held = contextlib.ExitStack()
         if vad.vad_method == "pyannote":
-            pipeline.vad_model = held.enter_context(_pyannote(cache, device, model.device_index))
+            vad_model = held.enter_context(_pyannote(cache, device, model.device_index))
+            vad_model.progress = lambda p: report(VAD_SHARE * p / 100)
+            held.callback(setattr, vad_model, "progress", None)
+            pipeline.vad_model = vad_model
         else:
             pipeline.vad_model = _silero(vad, model.chunk_size)
         pipeline.suppress_numerals = asr.suppress_numerals
         pipeline.preset_language = None
         pipeline.tokenizer = None
-        done = [0.0]
+        done = [0.0]  # never moves back
 
         def report(percent: float) -> None:
-            done[0] = percent
+            done[0] = max(done[0], percent)
             if progress is not None:
-                progress(percent)
+                progress(done[0])
+
+        def batches(percent: float) -> None:
+            report(VAD_SHARE + (100 - VAD_SHARE) * percent / 100)
 
         def forward(inputs: Any, **kwargs: Any) -> Any:
             # progress is otherwise only reported after a whole batch; calling it before each
-            # batch lets the caller stop a cancelled task between batches
-            report(done[0])
+            # batch lets the caller stop a cancelled task between batches (the first: VAD done)
+            report(VAD_SHARE)
             info.setdefault("vad_seconds", round(time.perf_counter() - vad_started, 3))
             return type(pipeline)._forward(pipeline, inputs, **kwargs)
 
@@ -204,10 +226,11 @@ def transcribe(
                 language=language,
                 task=model.task,
                 chunk_size=model.chunk_size,
-                progress_callback=report,
+                progress_callback=batches,
             )
         finally:
             pipeline.options = base
+            pipeline.vad_model = None  # the Silero one is per call; the pyannote one is released
             del pipeline._forward
             held.close()
     info.setdefault("vad_seconds", round(time.perf_counter() - vad_started, 3))

@@ -4,7 +4,7 @@ import pytest
 
 from app.pipeline.audio import decode_audio
 from app.pipeline.options import AsrOptions, ModelOptions, VadOptions
-from app.pipeline.transcribe import transcribe
+from app.pipeline.transcribe import VAD_SHARE, transcribe
 from tests.speech import say, wer
 
 
@@ -39,9 +39,12 @@ def test_whisperx_pyannote_voice_activity_gives_the_same_words_as_silero(
     reference = " ".join(r[3] for r in sample_reference)
     texts = {}
     for method in ("silero", "pyannote"):
-        vad = VadOptions(vad_method=method)
-        transcript, info = run(sample_audio, settings, model_cache, vad=vad, language="en")
+        vad, progress = VadOptions(vad_method=method), []
+        transcript, info = run(sample_audio, settings, model_cache, progress.append, vad, language="en")  # fmt: skip
         assert info["vad"] == method
+        assert progress == sorted(progress) and progress[-1] == 100
+        if method == "pyannote":  # its pass reports as it goes, up to VAD_SHARE
+            assert any(0 < p < VAD_SHARE for p in progress), progress
         vads = [m for m in model_cache.describe() if m["kind"] == "vad"]
         assert vads == ([{"kind": "vad", "name": "pyannote", "device": "cpu"}] if method == "pyannote" else [])  # fmt: skip
         texts[method] = " ".join(s["text"] for s in transcript["segments"])
