@@ -32,10 +32,12 @@ def start_runtime(
 ) -> Runtime:
     """Build a worker (resolved settings, store, model cache), register it and start its
     heartbeat, janitor and webhook sender; with `parent`, it dies with that process."""
-    if settings.cpu_threads:  # the aligner and diarizer run on torch, which takes every core
+    if settings.cpu_threads:  # torch (aligner, diarizer) and BLAS (numpy) take every core
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(settings.cpu_threads)
+        threadpool_limits(settings.cpu_threads)
     store = TaskStore(make_engine(settings.db_url))
     store.create_schema()
     settings.media_dir.mkdir(parents=True, exist_ok=True)
