@@ -41,6 +41,7 @@ FRAME = 0.01  # s: resolution of activity bookkeeping and of speech-region detec
 # found without importing pyannote.audio (lightning and torch: most of a tiny set's time)
 SAMPLE_DIR = Path(list(find_spec("pyannote.audio").submodule_search_locations)[0]) / "sample"  # type: ignore[union-attr]
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "devset"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the app, for `eval`
 
 # --- text for the synthetic voices ------------------------------------------------------------
 # Sentences are assembled from these parts, so that long recordings do not repeat one text.
