@@ -8,11 +8,17 @@ from app.pipeline.transcribe import VAD_SHARE, transcribe
 from tests.speech import say, wer
 
 
-def run(audio, settings, cache, progress=None, vad=VadOptions(), **options):
+def run(audio, settings, cache, progress=None, vad=None, **options):
     model = ModelOptions(**{"model": "base"} | options)  # device and the rest: the settings'
     settings = settings.for_worker()
     return transcribe(
-        audio, model, AsrOptions(), vad, cache=cache, settings=settings, progress=progress
+        audio,
+        model,
+        AsrOptions(),
+        vad or VadOptions(),
+        cache=cache,
+        settings=settings,
+        progress=progress,
     )
 
 
