@@ -284,8 +284,8 @@ def cluster_voices(
         best, tightest = assign, _cohesion(x, assign) + TIGHTER
         for chosen in combinations(range(min(large, count + SPARE_SEEDS)), count):
             other = _kmeans(x, seeds[list(chosen)], count)
-            if other.max() + 1 == count and _cohesion(x, other) > tightest:
-                best, tightest = other, _cohesion(x, other)
+            if other.max() + 1 == count and (cohesion := _cohesion(x, other)) > tightest:
+                best, tightest = other, cohesion
         return best
 
     assign = voices(num_clusters, min_clusters, max_clusters)
