@@ -76,3 +76,22 @@ def test_no_worker_means_tasks_wait_queued(settings, sample_wav):
         task = client.get(f"/task/{identifier}?wait=1").json()
         assert task["status"] == "queued" and task["metadata"]["queue_position"] == 1
         assert task["metadata"]["worker"] is None
+
+
+def test_cpu_threads_bounds_every_thread_pool_of_a_worker(tmp_path):
+    """At CPU_THREADS=1 a worker uses one thread for torch and for numpy's BLAS too: two
+    workers on a 2-core host must not each start a pool as wide as the host."""
+    script = f"""
+from threadpoolctl import threadpool_info
+import torch
+from app.settings import Settings
+from app.worker.__main__ import start_runtime
+settings = Settings(_env_file=None, db_url="sqlite:///{tmp_path}/w.db", media_dir="{tmp_path}/media",
+                    model_dir="{REPO}/models", hub_allowed=False, cpu_threads=1, warm_up=False).for_worker()
+runtime = start_runtime(settings)
+pools = [(p["internal_api"], p["num_threads"]) for p in threadpool_info()]
+assert torch.get_num_threads() == 1 and pools and all(n == 1 for _, n in pools), pools
+runtime.stopping.set()
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
