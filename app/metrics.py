@@ -31,6 +31,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
 
+from app.errors import ERROR_RESPONSES
 from app.store.models import Delivery, Task, TaskStatus
 from app.store.tasks import ENDED, TaskStore
 
@@ -184,7 +185,15 @@ def _histogram(name: str, doc: str, values: _Buckets) -> HistogramMetricFamily:
 router = APIRouter(tags=["Health"])
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}},
+        401: ERROR_RESPONSES[401],
+        429: ERROR_RESPONSES[429],
+    },
+)
 def metrics(request: Request) -> Response:
     """Prometheus metrics (text exposition format)."""
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
