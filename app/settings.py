@@ -86,9 +86,8 @@ class Settings(BaseSettings):
     `offline` (bundled weights), or `auto` (production when it loads, else offline)."""
     diarization_model: str = "pyannote/speaker-diarization-community-1"
     """pyannote pipeline used by the production diarizer (a hub name or a local config.yaml)."""
-    batch_size: int | None = Field(default=None, ge=1, le=256)
-    """Default ASR batch size (chunks decoded at once). Empty: 8 on CUDA, 2 on CPU, where
-    larger batches are no faster and make progress and cancellation coarser."""
+    batch_size: int = Field(default=8, ge=1, le=256)
+    """Default ASR batch size (chunks decoded at once), on CUDA and CPU alike."""
     cpu_threads: int = Field(default=0, ge=0)
     """Threads per model on CPU; 0 = every core."""
     preload_models: bool = False
@@ -152,7 +151,4 @@ class Settings(BaseSettings):
         imports torch to look for CUDA: API processes never call this)."""
         device = self.device or ("cuda" if cuda_available() else "cpu")
         compute_type = self.compute_type or ("float16" if device == "cuda" else "int8")
-        batch_size = self.batch_size or (8 if device == "cuda" else 2)
-        return self.model_copy(
-            update={"device": device, "compute_type": compute_type, "batch_size": batch_size}
-        )
+        return self.model_copy(update={"device": device, "compute_type": compute_type})

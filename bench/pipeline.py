@@ -4,12 +4,14 @@ old whisperX-FastAPI service's per-task call on the same audio and model in the 
     uv run python bench/pipeline.py [--models base tiny.en] [--runs 3] [--copies 6]
 
 The audio is pyannote's sample.wav (30 s real telephone call) `--copies` times over (3.1 min at
-6), language given (English). Three processes per model, so each peak memory is its own:
+6), language given (English). Four processes per model, so each peak memory is its own:
 
 - old service: what whisperX-FastAPI does for every `/service/transcribe` task,
   `whisperx.load_model(...)` (its defaults: pyannote VAD, 4 threads) then `.transcribe(audio,
   batch_size=8, chunk_size=20)`, `--runs` times;
 - ours, direct: the full pipeline (`app.pipeline.run`) warm, `--runs` times, seconds per stage;
+- batch sizes: transcription alone at batch 2 and 8, the CPU encoder taking 2 or all chunks at
+  once, interleaved in one warm process (peak memory after each in the first round);
 - ours, HTTP: a fresh `python -m app` (one worker process) on loopback; once `/health/ready`
   says the worker has warmed up, the first `/service/transcribe` task, then `--runs` more, then
   `--runs` `/speech-to-text` tasks, each timed from upload to the long poll's answer.
@@ -126,6 +128,46 @@ def direct(model: str, audio_path: Path, runs: int) -> dict:
     }
 
 
+BATCHES = [(2, 2), (8, 2), (8, 8)]
+"""(batch size, chunks the CPU encoder takes at once), in the order their memory grows."""
+
+
+def batch_sizes(model: str, audio_path: Path, runs: int) -> dict:
+    """Transcription alone at each of BATCHES, interleaved in one warm process; peak memory
+    after each in the first round (BATCHES grows, so each peak is its own)."""
+    from app.pipeline import transcribe as asr
+    from app.pipeline.audio import decode_audio
+    from app.pipeline.models import ModelCache
+    from app.pipeline.options import AsrOptions, ModelOptions, VadOptions
+
+    settings = _settings(model, Path(tempfile.mkdtemp(prefix="bench-"))).for_worker()
+    cache, audio = ModelCache(), decode_audio(audio_path)
+    seconds: dict[str, list[float]] = {}
+    peaks, words = {}, {}
+    for round_ in range(runs + 1):  # the first round warms up: its times are not counted
+        for batch, piece in BATCHES:
+            asr.ENCODE_PIECE = piece
+            options = ModelOptions(model=model, language="en", batch_size=batch)
+            started = time.perf_counter()
+            transcript, _ = asr.transcribe(
+                audio, options, AsrOptions(), VadOptions(), cache=cache, settings=settings
+            )
+            name = f"{batch}/{piece}"
+            if round_:
+                seconds.setdefault(name, []).append(time.perf_counter() - started)
+            else:
+                peaks[name] = _peak_mb()
+            words[name] = " ".join(s["text"] for s in transcript["segments"])
+    return {
+        name: {
+            "s": statistics.median(seconds[name]),
+            "peak_mb": peaks[name],
+            "same_words": words[name] == words["2/2"],
+        }
+        for name in peaks
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -213,7 +255,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         part, model, path = args.child
-        measure = {"old": old_service, "direct": direct, "http": through_http}[part]
+        measure = {
+            "old": old_service,
+            "direct": direct,
+            "http": through_http,
+            "batch": batch_sizes,
+        }[part]
         print(json.dumps(measure(model, Path(path), args.runs)))
         return
     from app.settings import Settings
@@ -224,7 +271,7 @@ def main() -> None:
     rows = []
     for model in models:
         row: dict = {"model": model}
-        for part in ("old", "direct", "http"):
+        for part in ("old", "direct", "http", "batch"):
             print(f"{model}: {part}", file=sys.stderr, flush=True)
             out = subprocess.run(
                 [sys.executable, __file__, "--child", part, model, str(audio),
@@ -283,6 +330,16 @@ def _print(rows: list[dict], runs: int, seconds: float) -> None:
     _table(["model", "decode s", "VAD s", "transcribe s (VAD incl.)", "align s", "diarize s",
             "combine s", "total s", "RTF", "HTTP s", "HTTP overhead %", "cold s",
             "peak MB"], table)  # fmt: skip
+    print("## Batch size: transcription alone, one warm process, interleaved\n")
+    table = []
+    for r in rows:
+        for name, b in r["batch"].items():
+            batch, piece = name.split("/")
+            table.append([
+                r["model"], batch, piece, f"{b['s']:.2f}", f"{b['peak_mb']:.0f}",
+                "yes" if b["same_words"] else "no",
+            ])  # fmt: skip
+    _table(["model", "batch", "encoder takes", "transcribe s", "peak MB", "same words"], table)
     for r in rows:
         d = r["direct"]
         print(f"{r['model']}: batch {d['batch_size']}, {d['threads']} threads, aligner "

@@ -94,7 +94,7 @@ class ModelOptions(BaseModel):
         None,
         ge=1,
         le=256,
-        description="Chunks decoded at once. Default: BATCH_SIZE (8 on CUDA, 2 on CPU).",
+        description="Chunks decoded at once. Default: BATCH_SIZE (8).",
     )
     chunk_size: int = Field(
         20, ge=1, le=30, description="Longest chunk the VAD merges speech into, in seconds."

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 VAD_SHARE = 10.0
 """Percent of the transcription stage the voice activity pass is shown as (whisperX's pyannote
 pass is about a fifth of it on CPU, faster-whisper's Silero pass much less)."""
+ENCODE_PIECE = 2
+"""Chunks the encoder takes at once on CPU. The decoder is faster on the whole batch (8 chunks in
+about 25 % less time than 2 at a time); the encoder is not, and its memory grows with the batch
+(base: 8 at once +480 MB, in pairs +190 MB). `bench/pipeline.py` prints the batch table."""
 
 
 @contextmanager
@@ -46,10 +50,21 @@ def load_whisper(
     threads = threads or settings.cpu_threads
 
     def load() -> Any:
+        import ctranslate2
         import whisperx
         from whisperx.asr import WhisperModel
 
-        model = WhisperModel(
+        class Whisper(WhisperModel):
+            def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
+                """On CPU the encoder takes ENCODE_PIECE chunks at a time: the same output for
+                a quarter of the memory of a batch of 8 (its attention maps grow with it)."""
+                if device != "cpu" or features.ndim < 3 or len(features) <= ENCODE_PIECE:
+                    return super().encode(features)
+                encode, pieces = super().encode, range(0, len(features), ENCODE_PIECE)
+                outputs = [np.asarray(encode(features[i : i + ENCODE_PIECE])) for i in pieces]
+                return ctranslate2.StorageView.from_array(np.concatenate(outputs))
+
+        model = Whisper(
             path,
             device=device,
             device_index=device_index,

@@ -24,7 +24,7 @@ def worker_thread(settings, cache) -> Iterator[Runtime]:
     test process, so the session's loaded models are reused. It shares `settings` with the
     test's app (resolved for the CPU in place), so a test may change a setting for both."""
     for name, value in settings.for_worker():
-        if name in ("device", "compute_type", "batch_size"):
+        if name in ("device", "compute_type"):
             setattr(settings, name, value)
     runtime = start_runtime(settings, cache=cache)
     thread = threading.Thread(target=work, args=(runtime,), daemon=True)

@@ -1,10 +1,11 @@
 """Transcription with the real bundled models on real and synthetic speech."""
 
+import numpy as np
 import pytest
 
 from app.pipeline.audio import decode_audio
 from app.pipeline.options import AsrOptions, ModelOptions, VadOptions
-from app.pipeline.transcribe import VAD_SHARE, transcribe
+from app.pipeline.transcribe import ENCODE_PIECE, VAD_SHARE, load_whisper, transcribe
 from tests.speech import say, wer
 
 
@@ -56,6 +57,24 @@ def test_whisperx_pyannote_voice_activity_gives_the_same_words_as_silero(
         texts[method] = " ".join(s["text"] for s in transcript["segments"])
         assert wer(reference, texts[method]) < 0.35, (method, texts[method])
     assert wer(texts["silero"], texts["pyannote"]) < 0.2, texts
+
+
+def test_the_cpu_encoder_in_pieces_gives_the_whole_batch_output(
+    sample_audio, settings, model_cache
+):
+    import ctranslate2
+    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+    windows = [sample_audio[start * 16000 :] for start in range(ENCODE_PIECE * 2 + 1)]
+    mels = np.stack(
+        [log_mel_spectrogram(w, 80, padding=N_SAMPLES - len(w)).numpy() for w in windows]
+    )
+    with load_whisper(model_cache, settings.for_worker(), "base", "cpu", "int8") as (pipeline, _):
+        pieces = np.asarray(pipeline.model.encode(mels))
+        whole = np.asarray(pipeline.model.model.encode(ctranslate2.StorageView.from_array(mels)))
+    assert pieces.shape == whole.shape == (len(windows), 1500, 512)
+    np.testing.assert_allclose(pieces, whole, atol=0.05 * float(np.abs(whole).max()))
+    assert not np.allclose(pieces[0], pieces[1])  # each window keeps its own output, in order
 
 
 def test_tiny_en_is_served_from_its_package(sample_audio, sample_reference, settings, model_cache):

@@ -6,7 +6,7 @@ def test_cpu_host_defaults_need_no_options(monkeypatch):
     api = Settings(_env_file=None)
     assert api.device is None  # the API never looks for a GPU: workers do
     s = api.for_worker()
-    assert (s.device, s.compute_type, s.batch_size) == ("cpu", "int8", 2)
+    assert (s.device, s.compute_type, s.batch_size) == ("cpu", "int8", 8)
     assert s.whisper_model == "base"  # multilingual and bundled
     assert s.default_lang is None
 
