@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -55,13 +55,18 @@ def load_whisper(
         from whisperx.asr import WhisperModel
 
         class Whisper(WhisperModel):
+            between: Callable[[], None] = staticmethod(lambda: None)
+            """Called between the encoder's pieces (set per call: a cancel is seen there)."""
+
             def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
                 """On CPU the encoder takes ENCODE_PIECE chunks at a time: the same output for
                 a quarter of the memory of a batch of 8 (its attention maps grow with it)."""
                 if device != "cpu" or features.ndim < 3 or len(features) <= ENCODE_PIECE:
                     return super().encode(features)
-                encode, pieces = super().encode, range(0, len(features), ENCODE_PIECE)
-                outputs = [np.asarray(encode(features[i : i + ENCODE_PIECE])) for i in pieces]
+                outputs = []
+                for i in range(0, len(features), ENCODE_PIECE):
+                    self.between()
+                    outputs.append(np.asarray(super().encode(features[i : i + ENCODE_PIECE])))
                 return ctranslate2.StorageView.from_array(np.concatenate(outputs))
 
         model = Whisper(
@@ -232,6 +237,7 @@ def transcribe(
             return type(pipeline)._forward(pipeline, inputs, **kwargs)
 
         pipeline._forward = forward
+        pipeline.model.between = lambda: report(done[0])
         report(0.0)  # language detection can take seconds: a chance to stop before decoding
         vad_started = time.perf_counter()  # the first batch comes once the VAD has cut the audio
         try:
@@ -246,7 +252,7 @@ def transcribe(
         finally:
             pipeline.options = base
             pipeline.vad_model = None  # the Silero one is per call; the pyannote one is released
-            del pipeline._forward
+            del pipeline._forward, pipeline.model.between
             held.close()
     info.setdefault("vad_seconds", round(time.perf_counter() - vad_started, 3))
     segments: list[Segment] = [

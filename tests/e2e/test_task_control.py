@@ -51,7 +51,8 @@ def test_a_running_task_stops_soon_after_cancel_and_frees_its_worker(client, lon
     task = client.get(f"/task/{running}?wait=60").json()
     stopped_after = time.monotonic() - cancelled_at
     print(f"stopped {stopped_after:.1f} s after the cancel")
-    # a batch of two 20 s chunks is the longest uninterruptible step on CPU (seconds on 2 cores)
+    # decoding a batch of 8 chunks is the longest uninterruptible step on CPU (the encoder takes
+    # them two at a time and a cancel is seen between): seconds on 2 cores
     assert stopped_after < 15, "the worker did not stop within seconds"
     assert task["status"] == "failed" and task["error"].startswith("cancelled")
     assert task["metadata"]["stage"] == "cancelled"
