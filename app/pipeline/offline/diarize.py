@@ -200,7 +200,8 @@ def _offline_pipeline(device: str) -> Any:
         plda=object.__new__(PLDA),  # required by the constructor, used only by VBx clustering
         clustering="AgglomerativeClustering",
         embedding_batch_size=64,
-        segmentation_batch_size=32,
+        # on CPU, 8 windows at a time run faster than 32 (3 minutes: 5.9 -> 5.5 s, the same turns)
+        segmentation_batch_size=32 if device == "cuda" else 8,
     )
     pipeline.clustering = voice_clustering()
     pipeline._embedding = ResemblyzerEmbedding(device)
