@@ -8,7 +8,8 @@ The audio is pyannote's sample.wav (30 s real telephone call) `--copies` times o
 
 - old service: what whisperX-FastAPI does for every `/service/transcribe` task,
   `whisperx.load_model(...)` (its defaults: pyannote VAD, 4 threads) then `.transcribe(audio,
-  batch_size=8, chunk_size=20)`, `--runs` times;
+  batch_size=8, chunk_size=20)`, `--runs` times, each followed by our transcription stage
+  (warm) in the same process: their ratio, run by run, is the one a drifting machine moves least;
 - ours, direct: the full pipeline (`app.pipeline.run`) warm, `--runs` times, seconds per stage;
 - batch sizes: transcription alone at batch 2 and 8, the CPU encoder taking 2 or all chunks at
   once, interleaved in one warm process (peak memory after each in the first round);
@@ -77,25 +78,43 @@ def _peak_mb() -> float:
 
 
 def old_service(model: str, audio_path: Path, runs: int) -> dict:
-    """whisperX-FastAPI's per-task transcription: load the model, transcribe, drop it."""
+    """whisperX-FastAPI's per-task transcription: load the model, transcribe, drop it; each time
+    followed by our transcription stage (warm) on the same audio, so that both see the same
+    state of a machine whose speed drifts (the ratio is taken run by run)."""
     import whisperx
 
-    from app.pipeline.models import resolve_whisper_model
+    from app.pipeline import transcribe as asr
+    from app.pipeline.models import ModelCache, resolve_whisper_model
+    from app.pipeline.options import AsrOptions, ModelOptions, VadOptions
 
     path, _ = resolve_whisper_model(model, REPO / "models", False)
     audio = whisperx.load_audio(str(audio_path))
-    per_task, loads = [], []
-    for _ in range(runs):
+    settings = _settings(model, Path(tempfile.mkdtemp(prefix="bench-"))).for_worker()
+    cache, options = ModelCache(), ModelOptions(model=model, language="en")
+
+    def ours() -> float:
+        started = time.perf_counter()
+        asr.transcribe(audio, options, AsrOptions(), VadOptions(), cache=cache, settings=settings)
+        return time.perf_counter() - started
+
+    per_task, loads, peak, mine = [], [], 0.0, []
+    for run in range(runs):
         started = time.perf_counter()
         pipeline = whisperx.load_model(path, "cpu", compute_type="int8", language="en")
         loads.append(time.perf_counter() - started)
         pipeline.transcribe(audio, batch_size=8, chunk_size=20)
         per_task.append(time.perf_counter() - started)
         del pipeline
+        if not run:
+            peak = _peak_mb()  # the old call's alone: ours has not run yet
+            ours()  # loads our model: not counted
+        mine.append(ours())
     return {
         "task_s": statistics.median(per_task),
         "load_s": statistics.median(loads),
-        "peak_mb": _peak_mb(),
+        "peak_mb": peak,
+        "ours_s": statistics.median(mine),
+        "ratio": statistics.median(m / o for m, o in zip(mine, per_task, strict=True)),
     }
 
 
@@ -306,12 +325,15 @@ def _print(rows: list[dict], runs: int, seconds: float) -> None:
             f"{old['peak_mb']:.0f}",
             f"{http['transcribe_s']:.2f}",
             f"{http['transcribe_s'] / old['task_s']:.2f}×",
+            f"{old['ours_s']:.2f}",
+            f"{old['ratio']:.2f}×",
             f"{http['ready_s']:.1f}",
             f"{http['first_s']:.2f}",
             f"{http['first_s'] / http['transcribe_s']:.2f}×",
         ])  # fmt: skip
     _table(["model", "old service s (load s)", "old peak MB", "ours /service/transcribe s",
-            "ours / old", "ready after s", "first task s", "first / warm"], table)  # fmt: skip
+            "ours / old", "ours interleaved s", "ours / old interleaved", "ready after s",
+            "first task s", "first / warm"], table)  # fmt: skip
     print("## Full pipeline (transcribe → align → diarize → combine), ours\n")
     table = []
     for r in rows:
