@@ -69,9 +69,15 @@ def test_the_cpu_encoder_in_pieces_gives_the_whole_batch_output(
     mels = np.stack(
         [log_mel_spectrogram(w, 80, padding=N_SAMPLES - len(w)).numpy() for w in windows]
     )
+    calls = []  # a cancel is seen before each piece
     with load_whisper(model_cache, settings.for_worker(), "base", "cpu", "int8") as (pipeline, _):
-        pieces = np.asarray(pipeline.model.encode(mels))
+        pipeline.model.between = lambda: calls.append(1)
+        try:
+            pieces = np.asarray(pipeline.model.encode(mels))
+        finally:
+            del pipeline.model.between
         whole = np.asarray(pipeline.model.model.encode(ctranslate2.StorageView.from_array(mels)))
+    assert len(calls) == -(-len(windows) // ENCODE_PIECE)  # once per piece
     assert pieces.shape == whole.shape == (len(windows), 1500, 512)
     np.testing.assert_allclose(pieces, whole, atol=0.05 * float(np.abs(whole).max()))
     assert not np.allclose(pieces[0], pieces[1])  # each window keeps its own output, in order
