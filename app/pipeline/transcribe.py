@@ -30,7 +30,8 @@ pass is about a fifth of it on CPU, faster-whisper's Silero pass much less)."""
 ENCODE_PIECE = 2
 """Chunks the encoder takes at once on CPU. The decoder is faster on the whole batch (8 chunks in
 about 25 % less time than 2 at a time); the encoder is not, and its memory grows with the batch
-(base: 8 at once +480 MB, in pairs +190 MB). `bench/pipeline.py` prints the batch table."""
+(base, over a batch of 2: 8 at once +550-750 MB, in pairs +200-340 MB). `bench/pipeline.py`
+prints the batch table."""
 
 
 @contextmanager
@@ -59,8 +60,8 @@ def load_whisper(
             """Called between the encoder's pieces (set per call: a cancel is seen there)."""
 
             def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
-                """On CPU the encoder takes ENCODE_PIECE chunks at a time: the same output for
-                a quarter of the memory of a batch of 8 (its attention maps grow with it)."""
+                """On CPU the encoder takes ENCODE_PIECE chunks at a time: the same output,
+                with attention maps a quarter the size of a batch of 8's."""
                 if device != "cpu" or features.ndim < 3 or len(features) <= ENCODE_PIECE:
                     return super().encode(features)
                 outputs = []

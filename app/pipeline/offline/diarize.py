@@ -67,13 +67,13 @@ the count is where the graph Laplacian's eigenvalues jump most (up to `most`: a 
 nothing, nor one below 2), at the p whose jump, relative to the largest eigenvalue, is largest
 for its p. Steps 2-4 run again at that count when more were found, and step 5 takes one voice
 more beyond it only for voices that lie apart, not for the pairs of local speakers it parts:
-with much overlap those are two people heard at once more often than one voice cut in two. Measured on the 30 tuning
-recordings (bench/devset.py small, and heldout-size at seeds 7, 11, 23): NME-SC alone was right
-on 17 (the count found before it: 20), over in two-person rooms with reverberation (3-8 of 2),
-under with far microphones (2-3 of 4); it was below the count of steps 1-4 only with 15 %
-overlap (3 where 4 and 5 were found, 3 right) and once with far microphones, where step 5 still
-found the 4 voices. With it the count found was right on 22 of 30, alike for `neighbours`
-0.15-0.30 and `steps` 30-100."""
+with much overlap those are two people heard at once more often than one voice cut in two.
+Measured on the 30 tuning recordings (bench/devset.py small, and heldout-size at seeds 7, 11, 23):
+NME-SC alone was right on 17 (the count found before it: 20), over in two-person rooms with
+reverberation (3-8 of 2), under with far microphones (2-3 of 4); it was below the count of steps
+1-4 only with 15 % overlap (3 where 4 and 5 were found, 3 right) and once with far microphones,
+where step 5 still found the 4 voices. With it the count found was right on 22 of 30, alike for
+`neighbours` 0.15-0.30 and `steps` 30-100."""
 
 SPARE_SEEDS = 3
 TIGHTER = 0.007
