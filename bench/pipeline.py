@@ -11,8 +11,9 @@ The audio is pyannote's sample.wav (30 s real telephone call) `--copies` times o
   batch_size=8, chunk_size=20)`, `--runs` times, each followed by our transcription stage
   (warm) in the same process: their ratio, run by run, is the one a drifting machine moves least;
 - ours, direct: the full pipeline (`app.pipeline.run`) warm, `--runs` times, seconds per stage;
-- batch sizes: transcription alone at batch 2 and 8, the CPU encoder taking 2 or all chunks at
-  once, interleaved in one warm process (peak memory after each in the first round);
+- batch sizes: transcription alone at batch 2 and 8, each batch run as one part on every thread
+  or as LANES parts at once, interleaved in one warm process (peak memory after each in the
+  first round);
 - ours, HTTP: a fresh `python -m app` (one worker process) on loopback; once `/health/ready`
   says the worker has warmed up, the first `/service/transcribe` task, then `--runs` more, then
   `--runs` `/speech-to-text` tasks, each timed from upload to the long poll's answer.
@@ -147,13 +148,14 @@ def direct(model: str, audio_path: Path, runs: int) -> dict:
     }
 
 
-BATCHES = [(2, 2), (8, 2), (8, 8)]
-"""(batch size, chunks the CPU encoder takes at once), in the order their memory grows."""
+BATCHES = [(2, 1), (8, 1), (8, 2)]
+"""(batch size, parts of each batch run at once on CPU: LANES), in the order their memory grows."""
 
 
 def batch_sizes(model: str, audio_path: Path, runs: int) -> dict:
     """Transcription alone at each of BATCHES, interleaved in one warm process; peak memory
-    after each in the first round (BATCHES grows, so each peak is its own)."""
+    after each in the first round (BATCHES grows, so each peak is its own, but a row with more
+    lanes than the last also holds the last's model: about 150 MB for base)."""
     from app.pipeline import transcribe as asr
     from app.pipeline.audio import decode_audio
     from app.pipeline.models import ModelCache
@@ -164,14 +166,14 @@ def batch_sizes(model: str, audio_path: Path, runs: int) -> dict:
     seconds: dict[str, list[float]] = {}
     peaks, words = {}, {}
     for round_ in range(runs + 1):  # the first round warms up: its times are not counted
-        for batch, piece in BATCHES:
-            asr.ENCODE_PIECE = piece
+        for batch, lanes in BATCHES:
+            asr.LANES = lanes
             options = ModelOptions(model=model, language="en", batch_size=batch)
             started = time.perf_counter()
             transcript, _ = asr.transcribe(
                 audio, options, AsrOptions(), VadOptions(), cache=cache, settings=settings
             )
-            name = f"{batch}/{piece}"
+            name = f"{batch}/{lanes}"
             if round_:
                 seconds.setdefault(name, []).append(time.perf_counter() - started)
             else:
@@ -181,7 +183,7 @@ def batch_sizes(model: str, audio_path: Path, runs: int) -> dict:
         name: {
             "s": statistics.median(seconds[name]),
             "peak_mb": peaks[name],
-            "same_words": words[name] == words["2/2"],
+            "same_words": words[name] == words["2/1"],
         }
         for name in peaks
     }
@@ -356,12 +358,12 @@ def _print(rows: list[dict], runs: int, seconds: float) -> None:
     table = []
     for r in rows:
         for name, b in r["batch"].items():
-            batch, piece = name.split("/")
+            batch, lanes = name.split("/")
             table.append([
-                r["model"], batch, piece, f"{b['s']:.2f}", f"{b['peak_mb']:.0f}",
+                r["model"], batch, lanes, f"{b['s']:.2f}", f"{b['peak_mb']:.0f}",
                 "yes" if b["same_words"] else "no",
             ])  # fmt: skip
-    _table(["model", "batch", "encoder takes", "transcribe s", "peak MB", "same words"], table)
+    _table(["model", "batch", "lanes", "transcribe s", "peak MB", "same words"], table)
     for r in rows:
         d = r["direct"]
         print(f"{r['model']}: batch {d['batch_size']}, {d['threads']} threads, aligner "

@@ -1,11 +1,13 @@
 """Transcription with the real bundled models on real and synthetic speech."""
 
+import time
+
 import numpy as np
 import pytest
 
 from app.pipeline.audio import decode_audio
 from app.pipeline.options import AsrOptions, ModelOptions, VadOptions
-from app.pipeline.transcribe import ENCODE_PIECE, VAD_SHARE, load_whisper, transcribe
+from app.pipeline.transcribe import VAD_SHARE, load_whisper, transcribe
 from tests.speech import say, wer
 
 
@@ -59,28 +61,63 @@ def test_whisperx_pyannote_voice_activity_gives_the_same_words_as_silero(
     assert wer(texts["silero"], texts["pyannote"]) < 0.2, texts
 
 
-def test_the_cpu_encoder_in_pieces_gives_the_whole_batch_output(
+def _windows(sample_audio, count):
+    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+    windows = [sample_audio[start * 4 * 16000 :] for start in range(count)]  # each its own text
+    return np.stack(
+        [log_mel_spectrogram(w, 80, padding=N_SAMPLES - len(w)).numpy() for w in windows]
+    )
+
+
+def test_the_cpu_encoder_window_by_window_gives_the_whole_batch_output(
     sample_audio, settings, model_cache
 ):
     import ctranslate2
-    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
 
-    windows = [sample_audio[start * 16000 :] for start in range(ENCODE_PIECE * 2 + 1)]
-    mels = np.stack(
-        [log_mel_spectrogram(w, 80, padding=N_SAMPLES - len(w)).numpy() for w in windows]
-    )
-    calls = []  # a cancel is seen before each piece
+    mels = _windows(sample_audio, 3)
     with load_whisper(model_cache, settings.for_worker(), "base", "cpu", "int8") as (pipeline, _):
-        pipeline.model.between = lambda: calls.append(1)
-        try:
-            pieces = np.asarray(pipeline.model.encode(mels))
-        finally:
-            del pipeline.model.between
+        windows = np.asarray(pipeline.model.encode(mels))
         whole = np.asarray(pipeline.model.model.encode(ctranslate2.StorageView.from_array(mels)))
-    assert len(calls) == -(-len(windows) // ENCODE_PIECE)  # once per piece
-    assert pieces.shape == whole.shape == (len(windows), 1500, 512)
-    np.testing.assert_allclose(pieces, whole, atol=0.05 * float(np.abs(whole).max()))
-    assert not np.allclose(pieces[0], pieces[1])  # each window keeps its own output, in order
+    assert windows.shape == whole.shape == (len(mels), 1500, 512)
+    np.testing.assert_allclose(windows, whole, atol=0.05 * float(np.abs(whole).max()))
+    assert not np.allclose(windows[0], windows[1])  # each window keeps its own output, in order
+
+
+def test_a_cpu_batch_in_lanes_stops_when_given_up_and_gives_the_texts_of_one_lane(
+    sample_audio, settings, model_cache
+):
+    from faster_whisper.tokenizer import Tokenizer
+    from whisperx.asr import WhisperModel
+
+    mels = _windows(sample_audio, 4)  # two lanes of two windows: each stops before its second
+    settings = settings.model_copy(update={"cpu_threads": 2}).for_worker()
+    with load_whisper(model_cache, settings, "base", "cpu", "int8") as (pipeline, _):
+        model, options = pipeline.model, pipeline.options
+        tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language="en")
+        calls = []
+
+        def between():  # a cancel seen at the second look, half a second in
+            calls.append(1)
+            if len(calls) == 2:
+                raise InterruptedError
+
+        model.between = between
+        started = time.perf_counter()
+        try:
+            with pytest.raises(InterruptedError):
+                model.generate_segment_batched(mels, tokenizer, options)
+        finally:
+            del model.between
+        given_up = time.perf_counter() - started
+        started = time.perf_counter()
+        lanes = model.generate_segment_batched(mels, tokenizer, options)
+        seconds = time.perf_counter() - started
+        one = WhisperModel.generate_segment_batched(model, mels, tokenizer, options)
+    assert lanes["text"] == one["text"]
+    assert len(set(lanes["text"])) == len(mels) and len(lanes["avg_logprob"]) == len(mels)
+    assert given_up < 0.5 * seconds, (given_up, seconds)  # the lanes stopped: no whole batch
+    assert not model.giving_up.is_set()
 
 
 def test_tiny_en_is_served_from_its_package(sample_audio, sample_reference, settings, model_cache):
