@@ -7,6 +7,7 @@ import logging
 import math
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -245,6 +246,8 @@ class SegmentAligner:
     splitting follows."""
 
     name: str
+    lanes = 1
+    """Segments timed at once (each in its own thread: the model must release the GIL)."""
 
     def time_segment(
         self, segment: Segment, audio: np.ndarray, chars: bool
@@ -260,16 +263,22 @@ class SegmentAligner:
         timed: list[list[Word]] = []
         chars: list[list[dict]] = []
         segments = transcript["segments"]
-        for n, segment in enumerate(segments, 1):
-            words, seg_chars = (
-                self.time_segment(segment, audio, return_char_alignments)
-                if segment["text"].strip()
-                else ([], [])
-            )
-            timed.append(words)
-            chars.append(seg_chars)
-            if progress is not None:
-                progress(100 * n / len(segments))
+
+        def time(segment: Segment) -> tuple[list[Word], list[dict]]:
+            if not segment["text"].strip():
+                return [], []
+            return self.time_segment(segment, audio, return_char_alignments)
+
+        pool = ThreadPoolExecutor(self.lanes) if self.lanes > 1 else None
+        try:
+            for n, (words, seg_chars) in enumerate((pool.map if pool else map)(time, segments), 1):
+                timed.append(words)
+                chars.append(seg_chars)
+                if progress is not None:
+                    progress(100 * n / len(segments))
+        finally:
+            if pool is not None:  # a cancel (raised by progress) waits for no queued segment
+                pool.shutdown(cancel_futures=True)
         result = fill_words(transcript, timed, interpolate_method)
         if return_char_alignments:
             for segment, seg_chars in zip(result["segments"], chars, strict=True):

@@ -106,11 +106,22 @@ def test_pocketsphinx_times_english_words_within_tens_of_ms(english, offline, mo
 
 
 def test_whisper_dtw_times_english_words(english, settings, model_cache):
+    # the clips one after another, a segment each: on 2 threads two segments are timed at once
+    audio = np.concatenate([a for _, a, _ in english])
+    offsets = np.cumsum([0] + [len(a) / SAMPLE_RATE for _, a, _ in english])
+    segments = [
+        {"start": float(at), "end": float(end), "text": t}
+        for (t, _, _), at, end in zip(english, offsets[:-1], offsets[1:], strict=True)
+    ]
+    truth = [
+        (w, s + at, e + at)
+        for (_, _, t), at in zip(english, offsets, strict=False)
+        for w, s, e in t
+    ]
+    settings = settings.model_copy(update={"cpu_threads": 2}).for_worker()
     with load_whisper_aligner("en", model_cache, settings) as aligner:
-        assert aligner.name == "whisper:base"
-        errors = np.concatenate(
-            [start_errors(aligner.align(one_segment(t, a), a), truth) for t, a, truth in english]
-        )
+        assert aligner.name == "whisper:base" and aligner.lanes == 2
+        errors = start_errors(aligner.align({"segments": segments, "language": "en"}, audio), truth)
     assert np.median(errors) < 0.05
     assert np.percentile(errors, 90) < 0.3
 

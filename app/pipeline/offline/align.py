@@ -83,6 +83,7 @@ class WhisperAligner(_ClipAligner):
         from faster_whisper.tokenizer import Tokenizer
 
         self.model, self.name, self.language = model, name, language
+        self.lanes = model.model.num_workers  # CTranslate2 releases the GIL
         self.tokenizer = Tokenizer(
             model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
         )
