@@ -34,8 +34,9 @@ LANES = 2
 """On CPU a batch is cut into this many parts that run at once, each on its share of the threads
 (CTranslate2's `inter_threads`; the weights are shared): one thread per part waits less than two
 threads on one part, in the encoder and in the beam search. 3 minutes on 2 cores, interleaved in
-one process: 16 % faster than the whole batch on both threads, the same words, +150 MB (each
-part encodes one window at a time). `bench/pipeline.py` prints the batch table."""
+one process: 11-16 % faster than the whole batch on both threads, the same words, +150 MB (each
+part encodes one window at a time); language detection (one window, one lane) +0.3 s.
+`bench/pipeline.py` prints the batch table."""
 
 
 class _GivenUp(Exception):
@@ -104,6 +105,9 @@ def load_whisper(
                 results = [part.result() for part in parts]
                 return {key: [v for r in results for v in r[key]] for key in results[0]}
 
+        import torch
+
+        torch_threads = torch.get_num_threads()
         model = Whisper(
             path,
             device=device,
@@ -114,6 +118,8 @@ def load_whisper(
             local_files_only=source != "hub",
             download_root=str(settings.model_dir / "hub"),
         )
+        # CTranslate2 sets this thread's OpenMP thread count to its own, which torch shares
+        torch.set_num_threads(torch_threads)
         return whisperx.load_model(
             name,
             device,

@@ -84,6 +84,18 @@ def test_the_cpu_encoder_window_by_window_gives_the_whole_batch_output(
     assert not np.allclose(windows[0], windows[1])  # each window keeps its own output, in order
 
 
+def test_loading_a_model_of_one_thread_a_lane_leaves_torch_its_threads(settings):
+    import torch
+
+    from app.pipeline.models import ModelCache
+
+    settings = settings.model_copy(update={"cpu_threads": 2}).for_worker()
+    torch.set_num_threads(2)  # the aligner and the diarizer run on torch in the same process
+    with load_whisper(ModelCache(), settings, "tiny.en", "cpu", "int8") as (pipeline, _):
+        assert pipeline.model.model.num_workers == 2
+        assert torch.get_num_threads() == 2
+
+
 def test_a_cpu_batch_in_lanes_stops_when_given_up_and_gives_the_texts_of_one_lane(
     sample_audio, settings, model_cache
 ):
