@@ -99,9 +99,8 @@ def load_whisper(
                     except BaseException:
                         self.giving_up.set()  # each part stops before its next window
                         wait(parts)
-                        raise
-                    finally:
                         self.giving_up.clear()
+                        raise
                 results = [part.result() for part in parts]
                 return {key: [v for r in results for v in r[key]] for key in results[0]}
 
