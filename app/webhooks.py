@@ -96,7 +96,7 @@ class WebhookSender(threading.Thread):
                     self.pool.submit(self._send, delivery)
             except Exception:  # a database hiccup must not end the sender
                 log.exception("webhook sender failed")
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(cancel_futures=True)  # a delivery under way ends first
 
     def _send(self, delivery: Delivery) -> None:
         try:

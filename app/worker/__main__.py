@@ -52,8 +52,10 @@ def start_runtime(
         else:  # beside it
             threading.Thread(target=_warm, args=(runtime,), name="warm-up", daemon=True).start()
     store.beat(runtime.report())
-    Janitor(runtime, parent).start()
-    WebhookSender(store, settings, runtime.name, runtime.stopping).start()
+    runtime.helpers = [Janitor(runtime, parent),
+                       WebhookSender(store, settings, runtime.name, runtime.stopping)]  # fmt: skip
+    for helper in runtime.helpers:
+        helper.start()
     log.info("worker %s ready (queue %s, device %s)", runtime.name, settings.queue, settings.device)
     return runtime
 
@@ -80,7 +82,6 @@ def work(runtime: Runtime) -> None:
             runtime.stopping.wait(POLL_SECONDS)
         else:
             run_claimed(task, runtime)
-    runtime.store.forget_worker(runtime.name)
 
 
 def main() -> None:
@@ -106,6 +107,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     work(runtime)
+    runtime.close()
 
 
 if __name__ == "__main__":

@@ -98,8 +98,7 @@ def _start_child(**_: Any) -> None:
 @signals.worker_process_shutdown.connect
 def _stop_child(**_: Any) -> None:
     if _runtime is not None:
-        _runtime.stopping.set()
-        _runtime.store.forget_worker(_runtime.name)
+        _runtime.close()
 
 
 def _run(identifier: str) -> None:

@@ -41,6 +41,17 @@ class Runtime:
     task: str | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     started_at: Any = field(default_factory=now)
+    helpers: list[threading.Thread] = field(default_factory=list)
+    """The janitor and the webhook sender, which stop with `stopping`."""
+
+    def close(self) -> None:
+        """Stop the helpers, leave the workers table, then close the database connections (no
+        helper still at work opens one again)."""
+        self.stopping.set()
+        for helper in self.helpers:
+            helper.join(self.settings.callback_timeout_seconds + 30)
+        self.store.forget_worker(self.name)
+        self.store.engine.dispose()
 
     def report(self) -> Worker:
         """This worker as the workers table shows it."""

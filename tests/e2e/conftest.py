@@ -34,7 +34,7 @@ def worker_thread(settings, cache) -> Iterator[Runtime]:
     finally:
         runtime.stopping.set()
         thread.join(60)
-        runtime.store.engine.dispose()
+        runtime.close()  # after the last task: its webhook may be under way
 
 
 @contextmanager

@@ -147,7 +147,11 @@ def test_a_finished_task_can_be_fetched_as_subtitles_and_text(client, sample_wav
     import io
 
     captions = webvtt.from_buffer(io.StringIO(client.get(f"/task/{identifier}?format=vtt").text))
-    assert len(captions) == len(cues) and "<v SPEAKER_0" in captions[0].raw_text
+    assert "<v SPEAKER_0" in captions[0].raw_text
+    # the same words in the same order; SRT's "[SPEAKER_00] " takes room, so it may cut more cues
+    assert len(task["result"]["segments"]) <= len(captions) <= len(cues)
+    spoken = [c.content.split("] ", 1)[1] for c in cues]
+    assert " ".join(c.text for c in captions).split() == " ".join(spoken).split()
 
     text = client.get(f"/task/{identifier}?format=txt").text
     assert "Chicago" in text and text.count("\n") >= len(task["result"]["segments"]) - 1
