@@ -207,6 +207,16 @@ def test_pocketsphinx_falls_back_when_it_cannot_align(offline, model_cache):
     assert np.median(errors) < 0.03
 
 
+def test_pocketsphinx_times_a_clip_the_same_whatever_it_aligned_before(sample_audio):
+    """One decoder serves every task of a worker: its times must not depend on the others."""
+    clip, other = sample_audio[140_000:158_000], sample_audio[160_000:272_000]
+    text = "I didn't know you were there."
+    fresh = PocketsphinxAligner().time_words(text, clip)
+    used = PocketsphinxAligner()
+    used.time_words("This is Diane in New Jersey and I'm Sheila", other)
+    assert used.time_words(text, clip) == fresh != []
+
+
 def test_several_segments_keep_their_words_and_bounds(english, offline, model_cache):
     text, audio, truth = english[0]
     words = text.split()

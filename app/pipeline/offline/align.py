@@ -269,6 +269,9 @@ class PocketsphinxAligner(_ClipAligner):
             self._decoder.set_align_text(" ".join(words))
         except RuntimeError:
             return None
+        # the dither's random numbers and the live cepstral mean go on from the utterances
+        # before: without this, a word's times depended on what was aligned earlier (0.05 ms)
+        self._decoder.reinit_feat()
         self._decoder.start_utt()
         self._decoder.process_raw(pcm, full_utt=True)
         self._decoder.end_utt()
