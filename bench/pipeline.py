@@ -10,7 +10,10 @@ The audio is pyannote's sample.wav (30 s real telephone call) `--copies` times o
   `whisperx.load_model(...)` (its defaults: pyannote VAD, 4 threads) then `.transcribe(audio,
   batch_size=8, chunk_size=20)`, `--runs` times, each followed by our transcription stage
   (warm) in the same process: their ratio, run by run, is the one a drifting machine moves least;
-- ours, direct: the full pipeline (`app.pipeline.run`) warm, `--runs` times, seconds per stage;
+- ours, direct: the full pipeline (`app.pipeline.run`) warm, `--runs` times, seconds per stage
+  (on CPU diarization runs beside transcription and alignment, so the stages overlap), each run
+  followed by one with diarization in turn after alignment (`in turn`), and whether the results
+  are the same;
 - batch sizes: transcription alone at batch 2 and 8, each batch run as one part on every thread
   or as LANES parts at once, interleaved in one warm process (peak memory after each in the
   first round);
@@ -120,25 +123,32 @@ def old_service(model: str, audio_path: Path, runs: int) -> dict:
 
 
 def direct(model: str, audio_path: Path, runs: int) -> dict:
-    """The full pipeline called in this process, warm: seconds per stage."""
+    """The full pipeline called in this process, warm: seconds per stage, diarizing beside
+    transcription (the CPU default) and, interleaved, in turn after alignment."""
+    import app.pipeline.run as pipeline
     from app.pipeline.models import ModelCache
-    from app.pipeline.run import Stages, run
 
     settings = _settings(model, Path(tempfile.mkdtemp(prefix="bench-"))).for_worker()
     cache = ModelCache()
 
-    def once() -> tuple[float, dict]:
-        stages = Stages("full_process", settings, cache, lambda *_, **__: None)
+    def once(beside: bool = True) -> tuple[float, dict, dict]:
+        pipeline.DIARIZE_BESIDE = beside
+        stages = pipeline.Stages("full_process", settings, cache, lambda *_, **__: None)
         started = time.perf_counter()
-        run("full_process", _params(model), None, audio_path, stages)
-        return time.perf_counter() - started, stages.info
+        result, _ = pipeline.run("full_process", _params(model), None, audio_path, stages)
+        return time.perf_counter() - started, stages.info, result
 
-    cold, info = once()
-    warm = [once() for _ in range(runs)]
+    cold, info, _ = once()
+    warm, in_turn = [], []
+    for _ in range(runs):
+        warm.append(once())
+        in_turn.append(once(beside=False))
     names = warm[0][1]["stage_seconds"].keys()
     return {
         "cold_s": cold,
         "warm_s": statistics.median(r[0] for r in warm),
+        "in_turn_s": statistics.median(r[0] for r in in_turn),
+        "same_result": all(w[2] == t[2] for w, t in zip(warm, in_turn, strict=True)),
         "stages": {n: statistics.median(r[1]["stage_seconds"][n] for r in warm) for n in names},
         "peak_mb": _peak_mb(),
         "aligner": info.get("aligner"),
@@ -336,7 +346,7 @@ def _print(rows: list[dict], runs: int, seconds: float) -> None:
     _table(["model", "old service s (load s)", "old peak MB", "ours /service/transcribe s",
             "ours / old", "ours interleaved s", "ours / old interleaved", "ready after s",
             "first task s", "first / warm"], table)  # fmt: skip
-    print("## Full pipeline (transcribe → align → diarize → combine), ours\n")
+    print("## Full pipeline, ours (on CPU, diarization beside transcription and alignment)\n")
     table = []
     for r in rows:
         d, http = r["direct"], r["http"]
@@ -346,13 +356,15 @@ def _print(rows: list[dict], runs: int, seconds: float) -> None:
             *(f"{st.get(n, 0):.2f}" for n in ("decode", "vad", "transcribe", "align", "diarize", "combine")),
             f"{d['warm_s']:.2f}",
             f"{d['warm_s'] / seconds:.3f}",
+            f"{d['in_turn_s']:.2f}",
+            "yes" if d["same_result"] else "no",
             f"{http['full_s']:.2f}",
             f"{100 * (http['full_s'] - d['warm_s']) / d['warm_s']:+.1f}",
             f"{d['cold_s']:.1f}",
             f"{d['peak_mb']:.0f}",
         ])  # fmt: skip
     _table(["model", "decode s", "VAD s", "transcribe s (VAD incl.)", "align s", "diarize s",
-            "combine s", "total s", "RTF", "HTTP s", "HTTP overhead %", "cold s",
+            "combine s", "total s", "RTF", "in turn s", "same result", "HTTP s", "HTTP overhead %", "cold s",
             "peak MB"], table)  # fmt: skip
     print("## Batch size: transcription alone, one warm process, interleaved\n")
     table = []
