@@ -230,7 +230,7 @@ class Stages:
         """Gives what returns the diarization of `audio`. On CPU it begins at once, in a thread
         beside transcription and alignment, on half the torch threads: those stages leave cores
         idle (pocketsphinx aligns on one, a batch's lanes end unevenly). 3.1 minutes, 2 cores,
-        interleaved: 19.8 -> 17.4 s, the same turns. Leaving the block stops it."""
+        interleaved (`bench/pipeline.py`): 21.2 -> 18.0 s, the same result. Leaving the block stops it."""
         threads = self.settings.cpu_threads or os.cpu_count() or 1
         cpu = self.settings.device == "cpu" and threads >= 2
         if not (diarization.diarize and cpu and DIARIZE_BESIDE):

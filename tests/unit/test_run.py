@@ -12,22 +12,17 @@ import pytest
 import torch
 
 from app.pipeline.diarize import Diarization
-from app.pipeline.options import (
-    AlignmentOptions,
-    AsrOptions,
-    DiarizationOptions,
-    ModelOptions,
-    TaskParams,
-    VadOptions,
-)
+from app.pipeline.options import TaskParams
 from app.pipeline.run import Stages, run
 
-PARAMS = TaskParams(
-    model=ModelOptions(language="en"),
-    asr=AsrOptions(),
-    vad=VadOptions(),
-    alignment=AlignmentOptions(align=False),
-    diarization=DiarizationOptions(),
+PARAMS = TaskParams.model_validate(
+    {
+        "model": {"language": "en"},
+        "asr": {},
+        "vad": {},
+        "alignment": {"align": False},
+        "diarization": {},
+    }
 )
 SEGMENTS = [{"start": 0.5, "end": 2.0, "text": " hello"}]
 
