@@ -226,9 +226,6 @@ class TaskStore:
             self._update(identifier, Task.status == TaskStatus.processing, cancel_requested=True)
         return TaskStatus(task.status), None
 
-    def set_webhook(self, identifier: str, outcome: dict[str, Any]) -> None:
-        self._update(identifier, webhook=outcome)
-
     def correct(
         self,
         identifier: str,
