@@ -11,9 +11,9 @@ The audio is pyannote's sample.wav (30 s real telephone call) `--copies` times o
   batch_size=8, chunk_size=20)`, `--runs` times, each followed by our transcription stage
   (warm) in the same process: their ratio, run by run, is the one a drifting machine moves least;
 - ours, direct: the full pipeline (`app.pipeline.run`) warm, `--runs` times, seconds per stage
-  (on CPU diarization runs beside transcription and alignment, so the stages overlap), each run
-  followed by one with diarization in turn after alignment (`in turn`), and whether the results
-  are the same;
+  (on CPU, diarization of audio up to DIARIZE_BESIDE_SECONDS runs beside transcription and
+  alignment, so the stages overlap), each run followed by one with diarization in turn after
+  alignment (`in turn`), and whether the results are the same;
 - batch sizes: transcription alone at batch 2 and 8, each batch run as one part on every thread
   or as LANES parts at once, interleaved in one warm process (peak memory after each in the
   first round);
@@ -129,10 +129,10 @@ def direct(model: str, audio_path: Path, runs: int) -> dict:
     from app.pipeline.models import ModelCache
 
     settings = _settings(model, Path(tempfile.mkdtemp(prefix="bench-"))).for_worker()
-    cache = ModelCache()
+    cache, default = ModelCache(), pipeline.DIARIZE_BESIDE_SECONDS
 
     def once(beside: bool = True) -> tuple[float, dict, dict]:
-        pipeline.DIARIZE_BESIDE = beside
+        pipeline.DIARIZE_BESIDE_SECONDS = default if beside else 0.0
         stages = pipeline.Stages("full_process", settings, cache, lambda *_, **__: None)
         started = time.perf_counter()
         result, _ = pipeline.run("full_process", _params(model), None, audio_path, stages)
@@ -143,6 +143,7 @@ def direct(model: str, audio_path: Path, runs: int) -> dict:
     for _ in range(runs):
         warm.append(once())
         in_turn.append(once(beside=False))
+    pipeline.DIARIZE_BESIDE_SECONDS = default
     names = warm[0][1]["stage_seconds"].keys()
     return {
         "cold_s": cold,
@@ -346,7 +347,12 @@ def _print(rows: list[dict], runs: int, seconds: float) -> None:
     _table(["model", "old service s (load s)", "old peak MB", "ours /service/transcribe s",
             "ours / old", "ours interleaved s", "ours / old interleaved", "ready after s",
             "first task s", "first / warm"], table)  # fmt: skip
-    print("## Full pipeline, ours (on CPU, diarization beside transcription and alignment)\n")
+    from app.pipeline.run import DIARIZE_BESIDE_SECONDS
+
+    print(
+        "## Full pipeline, ours (on CPU, diarization beside transcription and alignment up to "
+        f"{DIARIZE_BESIDE_SECONDS:.0f} s of audio)\n"
+    )
     table = []
     for r in rows:
         d, http = r["direct"], r["http"]

@@ -41,9 +41,13 @@ class Report(Protocol):
         """`percent` of the whole task; facts about the input, e.g. `audio_duration` (s)."""
 
 
-DIARIZE_BESIDE = True
-"""On a CPU worker of two threads or more, diarization runs beside transcription and alignment
-(`Stages.diarizing`); `bench/pipeline.py` sets False to time it in turn."""
+DIARIZE_BESIDE_SECONDS = 300.0
+"""On a CPU worker of two threads or more, diarization of audio up to this long runs beside
+transcription and alignment (`Stages.diarizing`). The overlap saves about a second a task
+whatever the length, while the memory of both at once grows with it; cold processes, `base`, 2
+cores, in turn -> beside: 1 min 6.4 -> 5.8 s (+135 MB), 3 min 15.0 -> 14.1 s (+160 MB), 10 min
+42.9 -> 42.4 s (+180 MB), 30 min 125.2 -> 124.2 s (+460 MB). `bench/pipeline.py` sets 0 to time
+it in turn."""
 
 # Share of the whole task each stage takes, by task type (percent; from CPU timings).
 WEIGHTS: dict[str, dict[str, float]] = {
@@ -229,11 +233,13 @@ class Stages:
     ) -> Iterator[Callable[[], Diarization]]:
         """Gives what returns the diarization of `audio`. On CPU it begins at once, in a thread
         beside transcription and alignment, on half the torch threads: those stages leave cores
-        idle (pocketsphinx aligns on one, a batch's lanes end unevenly). 3.1 minutes, 2 cores,
-        interleaved (`bench/pipeline.py`): 21.2 -> 18.0 s, the same result. Leaving the block stops it."""
+        idle (pocketsphinx aligns on one, a batch's lanes end unevenly); on audio up to
+        DIARIZE_BESIDE_SECONDS. 3.1 minutes, 2 cores, warm, interleaved (`bench/pipeline.py`):
+        14.0 -> 12.6 s, the same result. Leaving the block stops it."""
         threads = self.settings.cpu_threads or os.cpu_count() or 1
         cpu = self.settings.device == "cpu" and threads >= 2
-        if not (diarization.diarize and cpu and DIARIZE_BESIDE):
+        short = audio.size <= DIARIZE_BESIDE_SECONDS * SAMPLE_RATE
+        if not (diarization.diarize and cpu and short):
             yield lambda: self.diarize(audio, diarization, profiles)
             return
         import torch

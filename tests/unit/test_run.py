@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from app.pipeline import run as pipeline
 from app.pipeline.diarize import Diarization
 from app.pipeline.options import TaskParams
 from app.pipeline.run import Stages, run
@@ -92,5 +93,16 @@ def test_one_thread_or_a_gpu_diarizes_after_transcription_in_the_task_thread(
     settings, sample_wav, update
 ):
     stages = Recorded(settings.model_copy(update=update), False)
+    run("full_process", PARAMS, None, sample_wav, stages)
+    assert stages.threads["transcribe"] == stages.threads["diarize"]
+
+
+def test_long_audio_diarizes_after_transcription_in_the_task_thread(
+    settings, sample_wav, monkeypatch
+):
+    """Only audio up to DIARIZE_BESIDE_SECONDS is diarized beside transcription: past them the
+    overlap saves no more time and the memory of both at once grows."""
+    monkeypatch.setattr(pipeline, "DIARIZE_BESIDE_SECONDS", 29.0)  # sample.wav: 30 s
+    stages = Recorded(settings.model_copy(update={"cpu_threads": 2}).for_worker(), False)
     run("full_process", PARAMS, None, sample_wav, stages)
     assert stages.threads["transcribe"] == stages.threads["diarize"]
