@@ -23,7 +23,7 @@ from app.api.openai import WAIT_SECONDS, _unfinished, wait_for
 from app.api.schemas import checked_model
 from app.auth import Owner
 from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError
-from app.pipeline.formats import cues, tsv
+from app.pipeline.formats import cues, timestamp, tsv, txt
 from app.pipeline.options import (
     LANGUAGES,
     AlignmentOptions,
@@ -248,14 +248,6 @@ def _prefix(speaker: str | None) -> str:
     return f"[{speaker}]: " if speaker else ""
 
 
-def _time(ms: int, separator: str, hours: bool) -> str:
-    """`01:02:03,004`; WebVTT leaves out the hours below one (`02:03.004`), as upstream."""
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return (f"{h:02d}:" if hours or h else "") + f"{m:02d}:{s:02d}{separator}{ms:03d}"
-
-
 def write(result: dict[str, Any], output: str) -> str:
     """A finished transcript in whisper-asr-webservice's layout of `output`."""
     segments = [s for s in result.get("segments", []) if s["text"].strip()]
@@ -265,14 +257,14 @@ def write(result: dict[str, Any], output: str) -> str:
     if output == "tsv":
         return tsv(segments)
     if output == "txt":
-        return "".join(
-            f"{_prefix(s.get('speaker'))}{' '.join(s['text'].split())}\n" for s in segments
-        )
+        return txt(segments, _prefix)
     blocks = []
     for number, cue in enumerate(cues(segments, label_width=lambda s: len(_prefix(s))), 1):
         text = "\n".join([_prefix(cue.speaker) + cue.lines[0], *cue.lines[1:]])
+        # WebVTT leaves out the hours below one, as upstream
         separator, hours = (",", True) if output == "srt" else (".", False)
-        span = f"{_time(cue.start_ms, separator, hours)} --> {_time(cue.end_ms, separator, hours)}"
+        start, end = (timestamp(ms, separator, hours) for ms in (cue.start_ms, cue.end_ms))
+        span = f"{start} --> {end}"
         head = f"{number}\n" if output == "srt" else ""
         blocks.append(f"{head}{span}\n{text.replace('-->', '->')}\n\n")
     return ("" if output == "srt" else "WEBVTT\n\n") + "".join(blocks)

@@ -78,7 +78,7 @@ def srt(segments: Sequence[Mapping[str, Any]]) -> str:
     blocks = []
     for number, cue in enumerate(cues(segments, label_width=lambda s: len(_label(s))), 1):
         text = "\n".join([_label(cue.speaker) + cue.lines[0], *cue.lines[1:]])
-        span = f"{_timestamp(cue.start_ms, ',')} --> {_timestamp(cue.end_ms, ',')}"
+        span = f"{timestamp(cue.start_ms, ',')} --> {timestamp(cue.end_ms, ',')}"
         blocks.append(f"{number}\n{span}\n{text}\n")
     return "\n".join(blocks)
 
@@ -94,15 +94,15 @@ def vtt(segments: Sequence[Mapping[str, Any]]) -> str:
         lines = [_escape_vtt(line) for line in cue.lines]
         if cue.speaker:
             lines[0] = f"<v {_escape_vtt(cue.speaker)}>{lines[0]}"
-        span = f"{_timestamp(cue.start_ms, '.')} --> {_timestamp(cue.end_ms, '.')}"
+        span = f"{timestamp(cue.start_ms, '.')} --> {timestamp(cue.end_ms, '.')}"
         blocks.append(f"{span}\n" + "\n".join(lines) + "\n")
     return "\n".join(blocks)
 
 
-def txt(segments: Sequence[Mapping[str, Any]]) -> str:
-    """One segment per line, as Whisper writes it, with `[SPEAKER_00] ` when known."""
+def txt(segments: Sequence[Mapping[str, Any]], label: Callable[[str | None], str] = _label) -> str:
+    """One segment per line, as Whisper writes it, with `[SPEAKER_00] ` (`label`) when known."""
     return "".join(
-        f"{_label(s.get('speaker'))}{_one_line(s['text'])}\n" for s in segments if s["text"].strip()
+        f"{label(s.get('speaker'))}{_one_line(s['text'])}\n" for s in segments if s["text"].strip()
     )
 
 
@@ -142,11 +142,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _timestamp(ms: int, separator: str) -> str:
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    seconds, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{ms:03d}"
+def timestamp(ms: int, separator: str, hours: bool = True) -> str:
+    """`01:02:03,004`; without `hours`, the hours only from one on (`02:03.004`)."""
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return (f"{h:02d}:" if hours or h else "") + f"{m:02d}:{s:02d}{separator}{ms:03d}"
 
 
 def cues(
