@@ -232,10 +232,14 @@ class Stages:
         self, audio: np.ndarray, diarization: DiarizationOptions, profiles: list | None
     ) -> Iterator[Callable[[], Diarization]]:
         """Gives what returns the diarization of `audio`. On CPU it begins at once, in a thread
-        beside transcription and alignment, on half the torch threads: those stages leave cores
+        beside transcription and alignment, on one torch thread: those stages leave cores
         idle (pocketsphinx aligns on one, a batch's lanes end unevenly); on audio up to
         DIARIZE_BESIDE_SECONDS. 3.1 minutes, 2 cores, warm, interleaved (`bench/pipeline.py`):
-        14.0 -> 12.6 s, the same result. Leaving the block stops it."""
+        14.0 -> 12.6 s, the same result. One thread, whatever the cores: a second OpenMP team
+        (torch's, in this thread) puts more OpenMP threads than cores in the process, and then
+        libgomp stops spinning at its barriers, which made every torch op here 3x slower (the
+        diarizer at 2 threads, 3 minutes: 3.2 s, and 10.1 s with a 2-thread team in another
+        thread). Leaving the block stops it."""
         threads = self.settings.cpu_threads or os.cpu_count() or 1
         cpu = self.settings.device == "cpu" and threads >= 2
         short = audio.size <= DIARIZE_BESIDE_SECONDS * SAMPLE_RATE
@@ -252,7 +256,7 @@ class Stages:
             done[0] = percent
 
         def beside() -> Diarization:
-            torch.set_num_threads(threads // 2)
+            torch.set_num_threads(1)
             try:
                 return self.diarize(audio, diarization, profiles, progress)
             finally:
