@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     """Default ASR batch size (chunks decoded at once), on CUDA and CPU alike."""
     cpu_threads: int = Field(default=0, ge=0)
     """Threads per model on CPU; 0 = every core."""
+    worker_nice: int = Field(default=10, ge=0, le=19)
+    """Workers lower their CPU priority by this much (Unix nice), so that the API and anything
+    else interactive on the same machine answers quickly while pipelines take every core; 0
+    keeps it. A worker with the cores to itself runs as fast either way."""
     preload_models: bool = False
     """Workers warm up (below) before they take their first task instead of beside it."""
     warm_up: bool = True

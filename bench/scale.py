@@ -373,9 +373,9 @@ def main() -> None:
         f" processes, CPU_THREADS={WORKER_THREADS} each; model {model}; audio: sample.wav (30 s,"
         f" 2 speakers), `POST {SUBMIT}` (align and diarize on); {tasks} tasks per batch, after"
         f" one warm-up task per worker; /health/live: {CLIENTS} clients (asyncio + httpx, on the"
-        f" same machine), {seconds:g} s per measurement. OMP_NUM_THREADS:"
-        f" {os.environ.get('OMP_NUM_THREADS') or 'unset'} (CPU_THREADS sets only CTranslate2's"
-        f" threads; torch, in align and diarize, takes OMP_NUM_THREADS or every core).\n",
+        f" same machine), {seconds:g} s per measurement. CPU_THREADS bounds a worker's"
+        f" CTranslate2, torch and BLAS threads; workers run at WORKER_NICE="
+        f"{Settings(_env_file=None).worker_nice} (the API keeps its own).\n",
         flush=True,
     )
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))

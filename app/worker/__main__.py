@@ -89,6 +89,7 @@ def main() -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     configure_logging(settings)
+    os.nice(settings.worker_nice)  # batch work: the API on this machine comes first
     if settings.queue == "celery":
         from app.worker.celery import main as celery_main
 
