@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -59,7 +61,25 @@ ERROR_RESPONSES: dict[int | str, dict] = {
 """OpenAPI documentation of the envelope, attached to every router."""
 
 
+ECHO_CHARS = 200
+"""Longest input a 422 repeats back; a longer one is cut (a 50 kB value stays out of the
+answer)."""
+
+
+def shown(value: Any) -> Any:
+    """`value` as an error may repeat it: strings past ECHO_CHARS cut, with their length."""
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{value[:ECHO_CHARS]}… ({len(value)} characters)"
+    return value
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422 list, with long inputs cut."""
+        errors = [{**e, "input": shown(e["input"])} if "input" in e else e for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return envelope(exc.status_code, exc.code, exc.message)

@@ -78,7 +78,7 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, tracked)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = _route(scope)
             labels = (scope["method"], route)
             self.metrics.requests.labels(*labels, str(status[0])).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
@@ -197,3 +197,17 @@ router = APIRouter(tags=["Health"])
 def metrics(request: Request) -> Response:
     """Prometheus metrics (text exposition format)."""
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route(scope: Any) -> str:
+    """The path template that matched (FastAPI's routes say it; Starlette's, such as /docs, have
+    no parameters; a mount counts as one route), or `unmatched`."""
+    route = scope.get("route")
+    if route is not None:
+        return route.path
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return "unmatched"
+    if "app_root_path" in scope:  # a mount: its prefix
+        return scope["root_path"][len(scope["app_root_path"]) :] + "/…"
+    return scope["path"]

@@ -47,14 +47,24 @@ def checked_model(request: Request, options: ModelOptions) -> ModelOptions:
             f"model '{name}' is English-only; use a multilingual model for language '{language}'",
             language,
         )
-    if options.device == "cuda":
+    half = options.compute_type == "float16"
+    if options.device == "cuda" or (half and options.device is None):
         devices = {w.device for w in request.app.state.store.workers()}
         if devices and "cuda" not in devices:
             raise ServiceError(
                 400,
                 "DEVICE_UNAVAILABLE",
-                "No worker has a CUDA device: use device=cpu or leave it out.",
+                "No worker has a CUDA device: use device=cpu or leave it out."
+                if options.device == "cuda"
+                else "No worker has a CUDA device, and compute_type=float16 needs one: "
+                "use int8 or float32 on CPU, or leave compute_type out.",
             )
+    if half and options.device == "cpu":
+        raise ServiceError(
+            400,
+            "DEVICE_UNAVAILABLE",
+            "compute_type=float16 runs on CUDA only: use int8 or float32 with device=cpu.",
+        )
     try:
         resolve_whisper_model(name, settings.model_dir, settings.hub_allowed)
     except ModelUnavailable as exc:

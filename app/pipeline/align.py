@@ -310,37 +310,56 @@ def _finite(word: Word) -> bool:
     return math.isfinite(word.get("start", math.nan)) and math.isfinite(word.get("end", math.nan))
 
 
-def _wav2vec2(
-    language: str, cache: ModelCache, settings: Settings, align_model: str | None
-) -> AbstractContextManager[Wav2Vec2Aligner]:
+def wav2vec2_source(language: str, settings: Settings, align_model: str | None) -> tuple[str, bool]:
+    """(name or folder, local files only) of the wav2vec2 model that aligns `language`, or
+    ModelUnavailable saying why there is none; reads no weights, so a task given an unusable
+    `align_model` can fail before it transcribes."""
     root = settings.model_dir / "alignment"  # hub downloads land here (HF cache layout)
     local = Path(align_model).expanduser() if align_model else None
     if local is not None and local.is_dir():
-        name, local_only = str(local), True
-    else:
-        online = settings.aligner != "offline" and hub_available(settings.hub_allowed)
-        how = (
-            f"Download it once into {root} (run with network and HUB_ALLOWED=true), pass "
-            f"align_model=<folder with a saved Wav2Vec2ForCTC and processor>, or set "
-            f"ALIGNER=auto/offline to use the bundled offline aligners."
-        )
-        if not online and not (root.is_dir() and any(root.iterdir())):
-            raise ModelUnavailable(f"No wav2vec2 alignment model is available offline. {how}")
-        import whisperx.alignment as wxa
+        return str(local), True
+    online = settings.aligner != "offline" and hub_available(settings.hub_allowed)
+    how = (
+        f"Download it once into {root} (run with network and HUB_ALLOWED=true), or pass "
+        "align_model=<folder with a saved Wav2Vec2ForCTC and processor>"
+    )
+    how += (
+        ", or leave align_model out to use the language's default."
+        if align_model
+        else ", or set ALIGNER=auto/offline to use the bundled offline aligners."
+    )
 
-        name = (
-            align_model
-            or wxa.DEFAULT_ALIGN_MODELS_TORCH.get(language)
-            or wxa.DEFAULT_ALIGN_MODELS_HF.get(language)
-        )
-        if name is None:
-            raise ModelUnavailable(
-                f"whisperX has no default alignment model for '{language}': pass align_model "
-                f"(a wav2vec2 CTC model on the hub or a local folder)."
+    def unavailable(why: str) -> ModelUnavailable:
+        if align_model:
+            return ModelUnavailable(
+                f"align_model '{align_model}' is not a folder on this worker, and {why}. {how}"
             )
-        local_only = not online
-        if local_only and not _in_cache(name, root):
-            raise ModelUnavailable(f"Alignment model '{name}' is not in {root}. {how}")
+        return ModelUnavailable(f"{why[0].upper()}{why[1:]}. {how}")
+
+    if not online and not (root.is_dir() and any(root.iterdir())):
+        raise unavailable("no wav2vec2 alignment model is available offline")
+    import whisperx.alignment as wxa
+
+    name = (
+        align_model
+        or wxa.DEFAULT_ALIGN_MODELS_TORCH.get(language)
+        or wxa.DEFAULT_ALIGN_MODELS_HF.get(language)
+    )
+    if name is None:
+        raise ModelUnavailable(
+            f"whisperX has no default alignment model for '{language}': pass align_model "
+            f"(a wav2vec2 CTC model on the hub or a local folder)."
+        )
+    if not online and not _in_cache(name, root):
+        raise unavailable(f"alignment model '{name}' is not in {root}")
+    return name, not online
+
+
+def _wav2vec2(
+    language: str, cache: ModelCache, settings: Settings, align_model: str | None
+) -> AbstractContextManager[Wav2Vec2Aligner]:
+    root = settings.model_dir / "alignment"
+    name, local_only = wav2vec2_source(language, settings, align_model)
 
     def load() -> Wav2Vec2Aligner:
         from whisperx.alignment import load_align_model

@@ -61,9 +61,9 @@ def render(result: Any, fmt: str, *, uri: str = "audio") -> tuple[str, str]:
     if fmt == "rttm":
         return rttm(_turns(result), uri), MEDIA_TYPES[fmt]
     if not isinstance(result, Mapping) or not isinstance(result.get("segments"), list):
+        other = "json or rttm (a diarization)" if isinstance(result, list) else "json"
         raise ValueError(
-            f"a {fmt} file needs a transcript (with segments); a diarization result renders "
-            "as json or rttm"
+            f"a {fmt} file needs a transcript (with segments); this result renders as {other}"
         )
     writer = {"srt": srt, "vtt": vtt, "txt": txt, "tsv": tsv}[fmt]
     return writer(result["segments"]), MEDIA_TYPES[fmt]
@@ -132,8 +132,9 @@ def _turns(result: Any) -> list[Mapping[str, Any]]:
     if isinstance(result, list):
         return result
     if isinstance(result, Mapping):
-        turns = [s for s in result.get("segments") or [] if s.get("speaker")]
-        if turns:
+        segments = result.get("segments")
+        turns = [s for s in segments or [] if s.get("speaker")]
+        if turns or segments == []:  # no speech: nobody speaks
             return turns
     raise ValueError("an rttm file needs speakers: a diarization, or a transcript with speakers")
 

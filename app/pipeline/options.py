@@ -46,8 +46,9 @@ def language_code(language: str | None) -> str | None:
         return None
     code = language.strip().lower()
     if code not in LANGUAGES:
+        shown = code if len(code) <= 20 else f"{code[:20]}…"
         raise ValueError(
-            f"'{language}' is not a language Whisper knows; use an ISO 639-1 code such as "
+            f"'{shown}' is not a language Whisper knows; use an ISO 639-1 code such as "
             "'en', 'de', 'fr', or omit it (or 'auto') to detect the language"
         )
     return code
@@ -84,6 +85,7 @@ class ModelOptions(BaseModel):
     )
     model: str | None = Field(
         None,
+        max_length=200,
         description="Whisper model name (see GET /models) or a model folder under MODEL_DIR. Default: WHISPER_MODEL.",
     )
     device: Literal["cuda", "cpu"] | None = Field(

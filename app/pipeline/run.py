@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from app.pipeline.align import load_aligner
+from app.pipeline.align import load_aligner, wav2vec2_source
 from app.pipeline.audio import AudioError, decode_audio
 from app.pipeline.combine import assign_speakers
 from app.pipeline.diarize import Diarization, load_diarizer
@@ -113,6 +113,8 @@ def run(
     # full_process: unless switched off, align and diarize, and combine the two.
     alignment, diarization = params.alignment, params.diarization
     assert alignment and diarization
+    if alignment.align and alignment.align_model:  # an unusable one fails now, not after Whisper
+        wav2vec2_source("", s, alignment.align_model)
     with stages.diarizing(audio, diarization, inputs.get("speaker_profiles")) as diarized:
         transcript = stages.transcribe(audio, model, asr, vad)
         # Translation yields English text: align it with an English aligner, not the source's.

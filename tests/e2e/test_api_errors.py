@@ -95,6 +95,19 @@ def test_a_model_that_cannot_be_served_offline_is_refused_at_once(client, sample
 
 
 @pytest.mark.parametrize(
+    "query", ["device=cuda", "compute_type=float16", "device=cpu&compute_type=float16"]
+)
+def test_a_gpu_option_on_a_cpu_only_cluster_is_refused_at_submit(
+    client, settings, sample_wav, query
+):
+    with open(sample_wav, "rb") as f:
+        response = client.post(f"/speech-to-text?{query}", files={"file": ("s.wav", f)})
+    message = _envelope(response, 400, "DEVICE_UNAVAILABLE")
+    assert "CUDA" in message and ("float16" in message) == ("float16" in query)
+    assert not any(settings.media_dir.iterdir())  # nothing stored, no task made
+
+
+@pytest.mark.parametrize(
     "content", [b"{not json", b'{"segments": "nope"}', b'{"segments": [{"start": 0}]}', b"\xff\xfe"]
 )
 def test_malformed_json_on_align_is_a_422(client, sample_wav, content):
@@ -202,3 +215,34 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(settings, model_cach
 def test_paging_beyond_any_database_integer_is_a_422(client):
     assert client.get("/task/all?offset=9223372036854775808").status_code == 422
     assert client.get("/task/all?offset=1000000000").json()["tasks"] == []
+
+
+@pytest.mark.parametrize("route", ["/speech-to-text", "/asr", "/v1/audio/transcriptions"])
+@pytest.mark.parametrize("field", ["language", "model"])
+def test_a_huge_bad_value_is_named_but_not_echoed_back_whole(client, sample_wav, route, field):
+    huge = "x" * 50_000
+    openai = route.startswith("/v1")
+    with open(sample_wav, "rb") as f:
+        response = client.post(
+            route if openai else f"{route}?{field}={huge}",
+            files={"file" if route != "/asr" else "audio_file": ("s.wav", f)},
+            data={"model": "whisper-1", field: huge} if openai else None,
+        )
+    assert response.status_code == (400 if openai else 422), response.text[:300]
+    assert len(response.content) < 2_000
+    assert field in response.text  # which field is wrong
+    if not openai:  # FastAPI's list repeats the start of the value
+        assert any(e["input"].startswith("xxxxxxxxxx") for e in response.json()["detail"])
+
+
+def test_an_align_model_that_is_not_there_fails_the_task_before_transcription(client, sample_wav):
+    with open(sample_wav, "rb") as f:
+        response = client.post(
+            "/speech-to-text?align_model=nonexistent/model&language=en",
+            files={"file": ("s.wav", f)},
+        )
+    task = wait(client, response.json()["identifier"])
+    assert task["status"] == "failed"
+    assert "align_model 'nonexistent/model'" in task["error"]
+    assert "leave align_model out" in task["error"]
+    assert set(task["metadata"]["processing"]["stage_seconds"]) == {"decode"}  # no Whisper run

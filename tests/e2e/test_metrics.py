@@ -89,3 +89,13 @@ def _scrape_keyed(client, headers):
             ]
         time.sleep(1)
     raise AssertionError("metrics never answered")
+
+
+def test_docs_and_static_files_are_counted_by_route_not_as_unmatched(client):
+    for path in ("/docs", "/openapi.json", "/ui/static/app.js", "/ui/static/none.js", "/nope"):
+        client.get(path)
+    http = _scrape(client)["whisperx_http_requests"]
+    for route in ("/docs", "/openapi.json", "/ui/static/…"):
+        assert _value(http, "whisperx_http_requests_total", route=route, status="200") == 1
+    assert _value(http, "whisperx_http_requests_total", route="/ui/static/…", status="404") == 1
+    assert _value(http, "whisperx_http_requests_total", route="unmatched") == 1

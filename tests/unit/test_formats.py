@@ -278,3 +278,9 @@ def test_an_empty_transcript_gives_empty_but_valid_files():
     assert render({"segments": []}, "srt")[0] == ""
     assert render({"segments": []}, "vtt")[0] == "WEBVTT\n"
     assert vtt_cues(render({"segments": []}, "vtt")[0]) == []
+    assert render({"segments": []}, "rttm")[0] == ""  # no speech: nobody speaks
+
+
+def test_a_result_without_segments_names_what_it_renders_as():
+    with pytest.raises(ValueError, match=r"renders as json$"):
+        render({"language_code": "en", "confidence": 0.9}, "srt")
