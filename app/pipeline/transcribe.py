@@ -85,6 +85,39 @@ def load_whisper(
             def generate_segment_batched(
                 self, features: np.ndarray, tokenizer: Any, options: Any, encoder_output: Any = None
             ) -> dict[str, list]:
+                """The batch's texts; with two `temperatures` or more, one that fails Whisper's
+                tests (`compression_ratio_threshold`: a token looped, `log_prob_threshold`:
+                improbable) is decoded again alone at each in turn, as Whisper does (the batched
+                decoder tries only the first); faster-whisper's fallback keeps the best try."""
+                from faster_whisper.transcribe import get_compression_ratio
+
+                out = self.batch(features, tokenizer, options)
+                for i, (text, logprob) in enumerate(
+                    zip(out["text"], out["avg_logprob"], strict=True)
+                ):
+                    if len(options.temperatures) < 2 or (
+                        get_compression_ratio(text) <= options.compression_ratio_threshold
+                        and logprob >= options.log_prob_threshold
+                    ):
+                        continue
+                    self.between()
+                    initial = options.initial_prompt
+                    prompt = self.get_prompt(
+                        tokenizer,
+                        tokenizer.encode(" " + initial.strip()) if initial else [],
+                        without_timestamps=options.without_timestamps,
+                        prefix=options.prefix,
+                        hotwords=options.hotwords,
+                    )
+                    encoded = self.encode(features[i : i + 1])
+                    result, logprob, *_ = self.generate_with_fallback(
+                        encoded, prompt, tokenizer, options
+                    )
+                    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+                    out["text"][i], out["avg_logprob"][i] = tokenizer.decode(tokens), logprob
+                return out
+
+            def batch(self, features: np.ndarray, tokenizer: Any, options: Any) -> dict[str, list]:
                 """On CPU the batch's parts run at once, one per lane; texts kept in order."""
                 if device != "cpu":
                     return super().generate_segment_batched(features, tokenizer, options)

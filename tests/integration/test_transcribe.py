@@ -11,13 +11,13 @@ from app.pipeline.transcribe import VAD_SHARE, load_whisper, transcribe
 from tests.speech import say, wer
 
 
-def run(audio, settings, cache, progress=None, vad=None, **options):
+def run(audio, settings, cache, progress=None, vad=None, asr=None, **options):
     model = ModelOptions(**{"model": "base"} | options)  # device and the rest: the settings'
     settings = settings.for_worker()
     return transcribe(
         audio,
         model,
-        AsrOptions(),
+        asr or AsrOptions(),
         vad or VadOptions(),
         cache=cache,
         settings=settings,
@@ -168,3 +168,20 @@ def test_silence_gives_no_segments_and_no_error(settings, model_cache):
 
     transcript, _ = run(np.zeros(16000 * 3, dtype=np.float32), settings, model_cache, language="en")
     assert transcript["segments"] == []
+
+
+def test_temperatures_fall_back_on_a_segment_that_loops_as_whisper_does(
+    tmp_path, settings, model_cache
+):
+    from faster_whisper.transcribe import get_compression_ratio
+
+    french = "Je pense que nous devrions revoir le budget avant la réunion. Le rapport sera prêt demain matin, sauf imprévu."  # fmt: skip
+    audio = decode_audio(say(french, tmp_path / "fr.wav", voice="fr+f4"))
+    ratios = {}
+    for temperatures in ([0.0], [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]):
+        asr = AsrOptions(temperatures=temperatures)  # Japanese forced on French: one token loops
+        transcript, _ = run(audio, settings, model_cache, asr=asr, language="ja")
+        texts = [s["text"] for s in transcript["segments"]]
+        ratios[len(temperatures)] = max(get_compression_ratio(t) for t in texts)
+    assert ratios[1] > AsrOptions().compression_ratio_threshold, ratios
+    assert ratios[6] <= AsrOptions().compression_ratio_threshold, ratios
