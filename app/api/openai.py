@@ -186,7 +186,14 @@ PromptField = Annotated[
         description="Text to guide the style or spelling (Whisper's initial prompt).",
     ),
 ]
-TemperatureField = Annotated[float, Form(ge=0, le=1, description="Sampling temperature.")]
+TemperatureField = Annotated[
+    float,
+    Form(
+        ge=0,
+        le=1,
+        description="Sampling temperature; 0 raises it step by step on a segment that loops or is improbable.",
+    ),
+]
 DiarizeField = Annotated[
     bool,
     Form(
@@ -222,7 +229,11 @@ def _job(
         ))  # fmt: skip
         params = TaskParams(
             model=options,
-            asr=AsrOptions(temperatures=[temperature], initial_prompt=prompt or None),
+            # OpenAI's 0 means "raise the temperature until the text passes", as Whisper's CLI
+            asr=AsrOptions(
+                temperatures=[temperature] if temperature else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+                initial_prompt=prompt or None,
+            ),
             vad=VadOptions(),
             # word timings cost an alignment pass: run it only when words are asked for, or
             # when speakers are, so that they are assigned word by word

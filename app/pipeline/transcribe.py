@@ -85,20 +85,27 @@ def load_whisper(
             def generate_segment_batched(
                 self, features: np.ndarray, tokenizer: Any, options: Any, encoder_output: Any = None
             ) -> dict[str, list]:
-                """The batch's texts; with two `temperatures` or more, one that fails Whisper's
-                tests (`compression_ratio_threshold`: a token looped, `log_prob_threshold`:
-                improbable) is decoded again alone at each in turn, as Whisper does (the batched
-                decoder tries only the first); faster-whisper's fallback keeps the best try."""
+                """The batch's texts, as Whisper decodes them: the batched decoder only searches
+                (temperature 0), so a first temperature above 0 samples each window alone, and
+                with two `temperatures` or more a text that fails Whisper's tests
+                (`compression_ratio_threshold`: a token looped, `log_prob_threshold`:
+                improbable) is decoded again alone at each in turn, the best try kept."""
                 from faster_whisper.transcribe import get_compression_ratio
 
-                out = self.batch(features, tokenizer, options)
+                n, sampled = len(features), options.temperatures[0] > 0
+                out = (
+                    {"text": [""] * n, "avg_logprob": [0.0] * n}
+                    if sampled
+                    else self.batch(features, tokenizer, options)
+                )
                 for i, (text, logprob) in enumerate(
                     zip(out["text"], out["avg_logprob"], strict=True)
                 ):
-                    if len(options.temperatures) < 2 or (
+                    passes = (
                         get_compression_ratio(text) <= options.compression_ratio_threshold
                         and logprob >= options.log_prob_threshold
-                    ):
+                    )
+                    if not sampled and (len(options.temperatures) < 2 or passes):
                         continue
                     self.between()
                     initial = options.initial_prompt

@@ -164,6 +164,8 @@ def test_json_text_srt_and_vtt_of_one_recording(client, chicago_clip):
     params = task["metadata"]["task_params"]
     assert params["model"]["model"] == "tiny.en"
     assert params["alignment"]["align"] is False and params["diarization"]["diarize"] is False
+    # OpenAI's temperature 0 raises the temperature on a segment that fails, as Whisper does
+    assert params["asr"]["temperatures"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
 
 def _vtt_time(value) -> str:

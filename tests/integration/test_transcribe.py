@@ -185,3 +185,18 @@ def test_temperatures_fall_back_on_a_segment_that_loops_as_whisper_does(
         ratios[len(temperatures)] = max(get_compression_ratio(t) for t in texts)
     assert ratios[1] > AsrOptions().compression_ratio_threshold, ratios
     assert ratios[6] <= AsrOptions().compression_ratio_threshold, ratios
+
+
+def test_a_temperature_above_zero_samples_each_window(
+    sample_audio, sample_reference, settings, model_cache
+):
+    clip = sample_audio[: int(14.3 * 16_000)]
+    reference = " ".join(r[3] for r in sample_reference if r[1] <= 14.3)
+    texts = set()
+    for temperatures in ([0.0], [1.0], [1.0]):
+        asr = AsrOptions(temperatures=temperatures)
+        transcript, _ = run(clip, settings, model_cache, asr=asr, language="en")
+        text = " ".join(s["text"] for s in transcript["segments"])
+        assert wer(reference, text) < 0.5, (temperatures, text)
+        texts.add(text)
+    assert len(texts) > 1  # the batched decoder alone searches: the same text each time
