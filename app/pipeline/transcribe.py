@@ -93,7 +93,7 @@ def load_whisper(
                 from faster_whisper.transcribe import get_compression_ratio
 
                 n, sampled = len(features), options.temperatures[0] > 0
-                out = (
+                out: dict[str, list] = (
                     {"text": [""] * n, "avg_logprob": [0.0] * n}
                     if sampled
                     else self.batch(features, tokenizer, options)
