@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, Field, RootModel
 
 from app.errors import ServiceError
-from app.net import BlockedURL, parse_url
+from app.net import BlockedURL, check_url, parse_url
 from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
 from app.pipeline.options import (
     AlignmentOptions,
@@ -114,15 +114,35 @@ def well_formed_url(url: str | None) -> str | None:
     return url
 
 
-CallbackDep = Annotated[
-    str | None,
-    AfterValidator(well_formed_url),
-    Query(
-        description="URL the finished task is POSTed to (the body of GET /task/{identifier}).",
-        pattern=URL_PATTERN,
-        max_length=4096,
-    ),
-]
+def _callback_url(
+    request: Request,
+    callback_url: Annotated[
+        str | None,
+        AfterValidator(well_formed_url),
+        Query(
+            description="URL the finished task is POSTed to (the body of GET /task/{identifier}).",
+            pattern=URL_PATTERN,
+            max_length=4096,
+        ),
+    ] = None,
+) -> str | None:
+    """A 422 at submission for a webhook that could not be delivered now: its host does not
+    resolve, or resolves to a private address without ALLOW_PRIVATE_URLS (each delivery
+    checks again, as the name may resolve elsewhere by then)."""
+    if callback_url is not None:
+        try:
+            check_url(callback_url, request.app.state.settings.allow_private_urls)
+        except BlockedURL as exc:
+            hint = (
+                " Set ALLOW_PRIVATE_URLS=true on a trusted network."
+                if "private" in str(exc)
+                else ""
+            )
+            raise _invalid("callback_url", f"{exc}{hint}", callback_url) from None
+    return callback_url
+
+
+CallbackDep = Annotated[str | None, Depends(_callback_url)]
 
 
 class _Open(BaseModel):

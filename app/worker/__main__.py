@@ -25,6 +25,8 @@ log = logging.getLogger("app.worker")
 
 POLL_SECONDS = 0.2
 """How often an idle local worker looks for a queued task."""
+OUTAGE_SECONDS = 2.0
+"""How often it tries again while the database cannot be reached."""
 
 
 def start_runtime(
@@ -75,9 +77,16 @@ def _warm(runtime: Runtime) -> None:
 
 
 def work(runtime: Runtime) -> None:
-    """QUEUE=local: claim the oldest queued task and run it, until the runtime stops."""
+    """QUEUE=local: claim the oldest queued task and run it, until the runtime stops; a
+    database outage is waited out, as the janitor and the webhook sender do."""
     while not runtime.stopping.is_set():
-        task = runtime.store.claim_next(runtime.name)
+        try:
+            task = runtime.store.claim_next(runtime.name)
+        except Exception as exc:
+            log.warning("worker %s cannot claim tasks, trying again in %.0f s: %s",
+                        runtime.name, OUTAGE_SECONDS, str(exc).splitlines()[0])  # fmt: skip
+            runtime.stopping.wait(OUTAGE_SECONDS)
+            continue
         if task is None:
             runtime.stopping.wait(POLL_SECONDS)
         else:

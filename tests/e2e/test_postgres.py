@@ -47,3 +47,41 @@ def test_full_pipeline_formats_listing_and_deletion_on_postgresql(pg_client, sam
     assert pg_client.get(f"/task/{identifier}").status_code == 404
     assert pg_client.get("/task/all").json()["total"] == 1
     assert not any(settings.media_dir.iterdir())
+
+
+def test_a_worker_waits_out_a_database_outage_and_then_runs_new_tasks(pg_client, settings, caplog):
+    import time
+
+    import psycopg
+
+    from tests.e2e.conftest import wait
+
+    admin = settings.db_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
+    name = settings.db_url.rsplit("/", 1)[1]
+
+    def outage(on: bool) -> None:
+        with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(not on).lower()}')
+            if on:  # the pooled connections of the API and the worker are cut too
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+
+    outage(True)
+    try:
+        deadline = time.monotonic() + 30
+        while "cannot claim tasks" not in caplog.text:
+            assert time.monotonic() < deadline, "the worker never noticed the outage"
+            time.sleep(0.2)
+        assert pg_client.get("/health/ready").status_code == 503
+    finally:
+        outage(False)
+    turns = b'[{"speaker": "A", "start": 0, "end": 1}]'
+    aligned = b'{"segments": [{"start": 0, "end": 1, "text": "hi"}], "language": "en"}'
+    response = pg_client.post(
+        "/service/combine",
+        files={"aligned_transcript": ("a.json", aligned), "diarization_result": ("d.json", turns)},
+    )
+    assert response.status_code == 200, response.text
+    assert wait(pg_client, response.json()["identifier"], timeout=60)["status"] == "completed"

@@ -136,7 +136,8 @@ def test_a_webhook_to_a_rebound_name_goes_to_the_checked_address(
     from tests.e2e.conftest import wait
 
     port = local_server.url.rsplit(":", 1)[1]
-    dns["hooks.test"] = ["127.0.0.1", "127.0.0.2"]
+    # checked at submission, checked at delivery, then rebound: the post goes where checked
+    dns["hooks.test"] = ["127.0.0.1", "127.0.0.1", "127.0.0.2"]
     turns = b'[{"speaker": "A", "start": 0, "end": 1}]'
     aligned = b'{"segments": [{"start": 0, "end": 1, "text": "hi"}], "language": "en"}'
     response = client.post(
@@ -152,6 +153,29 @@ def test_a_webhook_to_a_rebound_name_goes_to_the_checked_address(
     assert client.get(f"/task/{identifier}").json()["metadata"]["webhook"]["status"] == "delivered"
     headers = {k.lower(): v for k, v in local_server.posts[0][0].items()}
     assert len(local_server.posts) == 1 and headers["host"] == f"hooks.test:{port}"
+
+
+def test_a_webhook_whose_name_turned_private_after_submission_is_refused_at_delivery(
+    client, local_server, dns
+):
+    from tests.e2e.conftest import wait
+
+    port = local_server.url.rsplit(":", 1)[1]
+    dns["hooks.test"] = ["127.0.0.1", "127.0.0.2"]  # public when submitted, private when due
+    turns = b'[{"speaker": "A", "start": 0, "end": 1}]'
+    aligned = b'{"segments": [{"start": 0, "end": 1, "text": "hi"}], "language": "en"}'
+    response = client.post(
+        f"/service/combine?callback_url=http://hooks.test:{port}/done",
+        files={"aligned_transcript": ("a.json", aligned), "diarization_result": ("d.json", turns)},
+    )
+    identifier = response.json()["identifier"]
+    assert wait(client, identifier)["status"] == "completed"
+    deadline = time.monotonic() + 30
+    while not (webhook := client.get(f"/task/{identifier}").json()["metadata"]["webhook"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert webhook["status"] == "refused" and "private" in webhook["error"]
+    assert local_server.posts == []
 
 
 def test_a_redirect_loop_ends_with_a_clear_error(client, origin, dns):
