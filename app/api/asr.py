@@ -40,8 +40,9 @@ from app.worker.queue import submit
 
 ENGINE = "whisperx"
 """The `Asr-Engine` header: the upstream engine whose output this API follows."""
-DETECT_SECONDS = 30
-"""Language detection hears the first 30 s, as upstream; raw PCM past them is not stored."""
+DETECT_SECONDS = 300
+"""Language detection hears the first 30 s of speech, looked for in raw PCM's first five
+minutes (the rest is not stored)."""
 VAD_FILTER = VadOptions(vad_onset=0.6)
 """`vad_filter=true`: VAD always runs here; the flag makes it stricter about what is speech."""
 ALIASES = {name: code for code, name in LANGUAGES.items()} | {"jv": "jw", "nb": "no"}
@@ -299,7 +300,7 @@ def detection_task(
 async def detect_language(
     submitted: Annotated[Submitted, Depends(detection_task)], store: StoreDep, waiter: WaiterDep
 ) -> Response:
-    """The language of the first 30 s, as whisper-asr-webservice answers it, from WHISPER_MODEL
+    """The language of the first 30 s of speech, as whisper-asr-webservice answers it, from WHISPER_MODEL
     (`base` where that is English-only). Runs as a `language_detection` task on the workers."""
     task = await wait_for(submitted.identifier, store, waiter, WAIT_SECONDS)
     headers = {"X-Task-Identifier": task.identifier}

@@ -168,7 +168,8 @@ class Stages:
         return transcript
 
     def detect_language(self, audio: np.ndarray, model: ModelOptions) -> dict[str, Any]:
-        """The language of the first 30 s, as whisper-asr-webservice's /detect-language gives it."""
+        """The language of the first 30 s of speech, as whisper-asr-webservice's /detect-language
+        gives it."""
         self._stage("detecting")
         started, s = time.perf_counter(), self.settings
         name = model.model or s.whisper_model

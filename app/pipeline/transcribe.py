@@ -239,10 +239,23 @@ def _pyannote(cache: ModelCache, device: str, device_index: int) -> Any:
 
 
 def detect_language(model: Any, audio: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
-    """The `top` most likely languages of the first 30 s of speech, most likely first."""
+    """The `top` most likely languages of the first 30 s of speech, most likely first. Speech
+    is what Silero finds, read two minutes at a time until there is enough (the audio's start
+    when it finds none): a minute of hold music, ringing or silence before the first word
+    otherwise decides the language (German then came out as English, or as dashes)."""
+    from faster_whisper.vad import VadOptions as SileroOptions
+    from faster_whisper.vad import get_speech_timestamps
     from whisperx.audio import N_SAMPLES, log_mel_spectrogram
 
-    window = audio[:N_SAMPLES]
+    speech: list[np.ndarray] = []
+    for start in range(0, len(audio), 4 * N_SAMPLES):
+        piece = audio[start : start + 4 * N_SAMPLES]
+        speech += [
+            piece[r["start"] : r["end"]] for r in get_speech_timestamps(piece, SileroOptions())
+        ]
+        if sum(map(len, speech)) >= N_SAMPLES:
+            break
+    window = (np.concatenate(speech) if speech else audio)[:N_SAMPLES]
     n_mels = model.feat_kwargs.get("feature_size") or 80
     mel = log_mel_spectrogram(window, n_mels=n_mels, padding=N_SAMPLES - window.shape[0])
     scores = model.model.detect_language(model.encode(mel))[0]

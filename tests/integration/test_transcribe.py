@@ -200,3 +200,17 @@ def test_a_temperature_above_zero_samples_each_window(
         assert wer(reference, text) < 0.5, (temperatures, text)
         texts.add(text)
     assert len(texts) > 1  # the batched decoder alone searches: the same text each time
+
+
+def test_the_language_is_heard_in_the_speech_not_in_a_long_ringing_before_it(
+    tmp_path, settings, model_cache
+):
+    german = "Das ist eine gute Frage, die wir morgen besprechen sollten. Ich habe den Bericht gestern Abend an alle Kollegen geschickt."  # fmt: skip
+    speech = decode_audio(say(german, tmp_path / "de.wav", voice="de"))
+    t = np.arange(45 * 16_000) / 16_000
+    ringing = 0.2 * np.sin(2 * np.pi * 440 * t) * ((t % 3) < 1)  # a phone for 45 s, then speech
+    transcript, info = run(np.concatenate([ringing, speech]).astype(np.float32), settings, model_cache)  # fmt: skip
+    assert transcript["language"] == "de" and info["language_probability"] > 0.8, info
+    text = " ".join(s["text"] for s in transcript["segments"])
+    assert wer(german, text) < 0.3, text
+    assert all(s["start"] >= 44 for s in transcript["segments"])
