@@ -60,7 +60,10 @@ def check_url(url: str, allow_private: bool = False) -> str:
     if not addresses:
         raise BlockedURL(f"The host '{parsed.hostname}' could not be resolved.")
     if not allow_private and not all(_is_public(a) for a in addresses):
-        raise BlockedURL("The URL points to a private or reserved address.")
+        raise BlockedURL(
+            "The URL points to a private or reserved address "
+            "(ALLOW_PRIVATE_URLS=true lifts this on a trusted network)."
+        )
     return str(addresses[0])
 
 

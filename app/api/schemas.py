@@ -133,12 +133,7 @@ def _callback_url(
         try:
             check_url(callback_url, request.app.state.settings.allow_private_urls)
         except BlockedURL as exc:
-            hint = (
-                " Set ALLOW_PRIVATE_URLS=true on a trusted network."
-                if "private" in str(exc)
-                else ""
-            )
-            raise _invalid("callback_url", f"{exc}{hint}", callback_url) from None
+            raise _invalid("callback_url", str(exc), callback_url) from None
     return callback_url
 
 

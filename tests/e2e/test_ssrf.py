@@ -130,38 +130,11 @@ def test_special_addresses_are_refused_without_naming_them(client):
     assert "169.254" not in response.text
 
 
-def test_a_webhook_to_a_rebound_name_goes_to_the_checked_address(
-    client, settings, sample_wav, local_server, dns
-):
+def _hooked_task_webhook(client, port: str) -> dict:
+    """Submit a combine task whose callback_url is http://hooks.test:PORT/done; once it has
+    completed, its webhook's status."""
     from tests.e2e.conftest import wait
 
-    port = local_server.url.rsplit(":", 1)[1]
-    # checked at submission, checked at delivery, then rebound: the post goes where checked
-    dns["hooks.test"] = ["127.0.0.1", "127.0.0.1", "127.0.0.2"]
-    turns = b'[{"speaker": "A", "start": 0, "end": 1}]'
-    aligned = b'{"segments": [{"start": 0, "end": 1, "text": "hi"}], "language": "en"}'
-    response = client.post(
-        f"/service/combine?callback_url=http://hooks.test:{port}/done",
-        files={"aligned_transcript": ("a.json", aligned), "diarization_result": ("d.json", turns)},
-    )
-    identifier = response.json()["identifier"]
-    wait(client, identifier)
-    deadline = time.monotonic() + 30
-    while not client.get(f"/task/{identifier}").json()["metadata"]["webhook"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert client.get(f"/task/{identifier}").json()["metadata"]["webhook"]["status"] == "delivered"
-    headers = {k.lower(): v for k, v in local_server.posts[0][0].items()}
-    assert len(local_server.posts) == 1 and headers["host"] == f"hooks.test:{port}"
-
-
-def test_a_webhook_whose_name_turned_private_after_submission_is_refused_at_delivery(
-    client, local_server, dns
-):
-    from tests.e2e.conftest import wait
-
-    port = local_server.url.rsplit(":", 1)[1]
-    dns["hooks.test"] = ["127.0.0.1", "127.0.0.2"]  # public when submitted, private when due
     turns = b'[{"speaker": "A", "start": 0, "end": 1}]'
     aligned = b'{"segments": [{"start": 0, "end": 1, "text": "hi"}], "language": "en"}'
     response = client.post(
@@ -174,6 +147,24 @@ def test_a_webhook_whose_name_turned_private_after_submission_is_refused_at_deli
     while not (webhook := client.get(f"/task/{identifier}").json()["metadata"]["webhook"]):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return webhook
+
+
+def test_a_webhook_to_a_rebound_name_goes_to_the_checked_address(client, local_server, dns):
+    port = local_server.url.rsplit(":", 1)[1]
+    # checked at submission, checked at delivery, then rebound: the post goes where checked
+    dns["hooks.test"] = ["127.0.0.1", "127.0.0.1", "127.0.0.2"]
+    assert _hooked_task_webhook(client, port)["status"] == "delivered"
+    headers = {k.lower(): v for k, v in local_server.posts[0][0].items()}
+    assert len(local_server.posts) == 1 and headers["host"] == f"hooks.test:{port}"
+
+
+def test_a_webhook_whose_name_turned_private_after_submission_is_refused_at_delivery(
+    client, local_server, dns
+):
+    port = local_server.url.rsplit(":", 1)[1]
+    dns["hooks.test"] = ["127.0.0.1", "127.0.0.2"]  # public when submitted, private when due
+    webhook = _hooked_task_webhook(client, port)
     assert webhook["status"] == "refused" and "private" in webhook["error"]
     assert local_server.posts == []
 
