@@ -108,7 +108,7 @@ class TranscriptionSegment(BaseModel):
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
-    """Always 0: silence is cut out by voice activity detection before decoding."""
+    """Always 0: silence is cut out before decoding, and a window Whisper judges silent is dropped."""
     speaker: str | None = None
     """With `diarize=true` only (not an OpenAI field)."""
 

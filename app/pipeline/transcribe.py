@@ -85,50 +85,83 @@ def load_whisper(
             def generate_segment_batched(
                 self, features: np.ndarray, tokenizer: Any, options: Any, encoder_output: Any = None
             ) -> dict[str, list]:
-                """The batch's texts, as Whisper decodes them: the batched decoder only searches
+                """The batch's texts, as Whisper decodes them. The batched decoder only searches
                 (temperature 0), so a first temperature above 0 samples each window alone, and
                 with two `temperatures` or more a text that fails Whisper's tests
                 (`compression_ratio_threshold`: a token looped, `log_prob_threshold`:
-                improbable) is decoded again alone at each in turn, the best try kept."""
+                improbable) is decoded again alone at each in turn, the best try kept. A window
+                both improbable and over `no_speech_threshold` is silence: its text is dropped
+                (whisperX's batched decoder ignores that threshold: " Thank you." on a hum)."""
                 from faster_whisper.transcribe import get_compression_ratio
 
                 n, sampled = len(features), options.temperatures[0] > 0
                 out: dict[str, list] = (
-                    {"text": [""] * n, "avg_logprob": [0.0] * n}
+                    {"text": [""] * n, "avg_logprob": [0.0] * n, "no_speech_prob": [0.0] * n}
                     if sampled
                     else self.batch(features, tokenizer, options)
                 )
-                for i, (text, logprob) in enumerate(
-                    zip(out["text"], out["avg_logprob"], strict=True)
-                ):
-                    passes = (
-                        get_compression_ratio(text) <= options.compression_ratio_threshold
-                        and logprob >= options.log_prob_threshold
-                    )
-                    if not sampled and (len(options.temperatures) < 2 or passes):
+                for i, text in enumerate(out["text"]):
+                    logprob, silent = out["avg_logprob"][i], out["no_speech_prob"][i]
+                    improbable = logprob < options.log_prob_threshold
+                    if improbable and silent > options.no_speech_threshold:
+                        out["text"][i] = ""
+                        continue
+                    passes = get_compression_ratio(text) <= options.compression_ratio_threshold
+                    if not sampled and (len(options.temperatures) < 2 or passes and not improbable):
                         continue
                     self.between()
-                    initial = options.initial_prompt
-                    prompt = self.get_prompt(
-                        tokenizer,
-                        tokenizer.encode(" " + initial.strip()) if initial else [],
-                        without_timestamps=options.without_timestamps,
-                        prefix=options.prefix,
-                        hotwords=options.hotwords,
-                    )
                     encoded = self.encode(features[i : i + 1])
                     result, logprob, *_ = self.generate_with_fallback(
-                        encoded, prompt, tokenizer, options
+                        encoded, self.prompt(tokenizer, options), tokenizer, options
                     )
                     tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-                    out["text"][i], out["avg_logprob"][i] = tokenizer.decode(tokens), logprob
+                    silence = logprob < options.log_prob_threshold and (
+                        result.no_speech_prob > options.no_speech_threshold
+                    )
+                    out["text"][i] = "" if silence else tokenizer.decode(tokens)
+                    out["avg_logprob"][i] = logprob
+                return out
+
+            def prompt(self, tokenizer: Any, options: Any) -> list[int]:
+                initial = options.initial_prompt
+                return self.get_prompt(
+                    tokenizer,
+                    tokenizer.encode(" " + initial.strip()) if initial else [],
+                    without_timestamps=options.without_timestamps,
+                    prefix=options.prefix,
+                    hotwords=options.hotwords,
+                )
+
+            def decode(self, features: np.ndarray, tokenizer: Any, options: Any) -> dict[str, list]:
+                """whisperX's batched search, with each window's no-speech probability."""
+                results = self.model.generate(
+                    self.encode(features),
+                    [self.prompt(tokenizer, options)] * len(features),
+                    beam_size=options.beam_size,
+                    patience=options.patience,
+                    length_penalty=options.length_penalty,
+                    max_length=self.max_length,
+                    suppress_blank=options.suppress_blank,
+                    suppress_tokens=options.suppress_tokens,
+                    no_repeat_ngram_size=options.no_repeat_ngram_size,
+                    repetition_penalty=options.repetition_penalty,
+                    return_scores=True,
+                    return_no_speech_prob=True,
+                )
+                out: dict[str, list] = {"text": [], "avg_logprob": [], "no_speech_prob": []}
+                for result in results:
+                    ids = result.sequences_ids[0]
+                    out["text"].append(tokenizer.decode([t for t in ids if t < tokenizer.eot]))
+                    score = result.scores[0] * len(ids) ** options.length_penalty
+                    out["avg_logprob"].append(score / (len(ids) + 1))
+                    out["no_speech_prob"].append(result.no_speech_prob)
                 return out
 
             def batch(self, features: np.ndarray, tokenizer: Any, options: Any) -> dict[str, list]:
                 """On CPU the batch's parts run at once, one per lane; texts kept in order."""
                 if device != "cpu":
-                    return super().generate_segment_batched(features, tokenizer, options)
-                run = super().generate_segment_batched
+                    return self.decode(features, tokenizer, options)
+                run = self.decode
                 self.between()
                 with ThreadPoolExecutor(lanes) as pool:
                     cut = np.array_split(features, min(lanes, len(features)))
