@@ -66,6 +66,8 @@ def load_whisper(
         from whisperx.asr import WhisperModel
 
         class Whisper(WhisperModel):
+            windows: list[float]
+            """The no-speech probability of each window decoded, in order (a list per call)."""
             between: Callable[[], None] = staticmethod(lambda: None)
             """Called in the caller's thread while a batch runs, twice a second (set per call:
             a cancel is seen there)."""
@@ -89,9 +91,9 @@ def load_whisper(
                 (temperature 0), so a first temperature above 0 samples each window alone, and
                 with two `temperatures` or more a text that fails Whisper's tests
                 (`compression_ratio_threshold`: a token looped, `log_prob_threshold`:
-                improbable) is decoded again alone at each in turn, the best try kept. A window
-                both improbable and over `no_speech_threshold` is silence: its text is dropped
-                (whisperX's batched decoder ignores that threshold: " Thank you." on a hum)."""
+                improbable) is decoded again alone at each in turn, the best try kept; not a
+                window that is silence (improbable and over `no_speech_threshold`), which
+                `transcribe` drops. Each window's no-speech probability goes to `windows`."""
                 from faster_whisper.transcribe import get_compression_ratio
 
                 n, sampled = len(features), options.temperatures[0] > 0
@@ -101,13 +103,13 @@ def load_whisper(
                     else self.batch(features, tokenizer, options)
                 )
                 for i, text in enumerate(out["text"]):
-                    logprob, silent = out["avg_logprob"][i], out["no_speech_prob"][i]
-                    improbable = logprob < options.log_prob_threshold
-                    if improbable and silent > options.no_speech_threshold:
-                        out["text"][i] = ""
-                        continue
+                    improbable = out["avg_logprob"][i] < options.log_prob_threshold
                     passes = get_compression_ratio(text) <= options.compression_ratio_threshold
-                    if not sampled and (len(options.temperatures) < 2 or passes and not improbable):
+                    if not sampled and (
+                        len(options.temperatures) < 2
+                        or (passes and not improbable)
+                        or (improbable and out["no_speech_prob"][i] > options.no_speech_threshold)
+                    ):
                         continue
                     self.between()
                     encoded = self.encode(features[i : i + 1])
@@ -115,11 +117,9 @@ def load_whisper(
                         encoded, self.prompt(tokenizer, options), tokenizer, options
                     )
                     tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-                    silence = logprob < options.log_prob_threshold and (
-                        result.no_speech_prob > options.no_speech_threshold
-                    )
-                    out["text"][i] = "" if silence else tokenizer.decode(tokens)
-                    out["avg_logprob"][i] = logprob
+                    out["text"][i], out["avg_logprob"][i] = tokenizer.decode(tokens), logprob
+                    out["no_speech_prob"][i] = result.no_speech_prob
+                self.windows += out["no_speech_prob"]
                 return out
 
             def prompt(self, tokenizer: Any, options: Any) -> list[int]:
@@ -190,6 +190,7 @@ def load_whisper(
             local_files_only=source != "hub",
             download_root=str(settings.model_dir / "hub"),
         )
+        model.windows = []
         # CTranslate2 sets this thread's OpenMP thread count to its own, which torch shares
         torch.set_num_threads(torch_threads)
         return whisperx.load_model(
@@ -365,6 +366,8 @@ def transcribe(
 
         pipeline._forward = forward
         pipeline.model.between = lambda: report(done[0])
+        windows: list[float] = []
+        pipeline.model.windows = windows
         report(0.0)  # language detection can take seconds: a chance to stop before decoding
         vad_started = time.perf_counter()  # the first batch comes once the VAD has cut the audio
         try:
@@ -382,14 +385,17 @@ def transcribe(
             del pipeline._forward, pipeline.model.between
             held.close()
     info.setdefault("vad_seconds", round(time.perf_counter() - vad_started, 3))
-    segments: list[Segment] = [
-        {
-            "start": s["start"],
-            "end": s["end"],
-            "text": s["text"].strip(),
-            "avg_logprob": float(s.get("avg_logprob", 0.0)),
-        }
-        for s in result["segments"]
-        if s["text"].strip()
-    ]
+    segments: list[Segment] = []
+    for s, no_speech in zip(result["segments"], windows, strict=True):
+        text, logprob = s["text"].strip(), float(s.get("avg_logprob", 0.0))
+        if logprob < asr.log_prob_threshold and no_speech > asr.no_speech_threshold:
+            # Whisper's silence rule (whisperX's batched decoder leaves it out: "you" on a
+            # hum); what was dropped is kept in the task's metadata, nothing vanishes unseen
+            info.setdefault("silent_windows", []).append(
+                {"start": s["start"], "end": s["end"], "text": text,
+                 "no_speech_prob": round(no_speech, 3), "avg_logprob": round(logprob, 3)}
+            )  # fmt: skip
+        elif text:
+            segments.append({"start": s["start"], "end": s["end"], "text": text,
+                             "avg_logprob": logprob})  # fmt: skip
     return {"segments": segments, "language": language}, info

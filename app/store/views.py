@@ -64,7 +64,7 @@ class TaskMetadata(_TaskFacts):
     """The worker that claimed the task (name, host, pid), from the moment it is claimed."""
     processing: dict[str, Any] = Field(default_factory=dict)
     """How the result was made: model and its source, device, compute type, aligner, diarizer,
-    detected language probability and candidates, seconds per stage."""
+    detected language probability and candidates, seconds per stage, windows dropped as silence."""
     webhook: dict[str, Any] | None = None
     """Outcome of the callback delivery."""
     corrections: dict[str, Any] | None = None

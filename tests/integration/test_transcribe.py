@@ -179,8 +179,11 @@ def test_a_hum_heard_as_you_is_dropped_as_silence_unless_no_speech_threshold_is_
     )
     kept, _ = run(hum, settings, model_cache, asr=AsrOptions(no_speech_threshold=1.0))
     assert [s["text"].lower() for s in kept["segments"]] == ["you"]  # improbable, and silent
-    dropped, _ = run(hum, settings, model_cache)
+    dropped, info = run(hum, settings, model_cache)
     assert dropped["segments"] == []
+    (window,) = info["silent_windows"]  # what was dropped is kept in the metadata
+    assert window["text"].lower() == "you" and window["no_speech_prob"] > 0.6
+    assert window["avg_logprob"] < -1 and window["end"] > window["start"]
 
 
 def test_temperatures_fall_back_on_a_segment_that_loops_as_whisper_does(
