@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import errors
 from app import metrics as app_metrics
 from app.api import asr, health, models, openai, services, speakers, speech, tasks, ui, workers
 from app.api.deps import Waiter
+from app.api.schemas import one_file_a_field
 from app.auth import Guard
 from app.logs import configure_logging
 from app.metrics import HttpMetrics, Metrics
@@ -44,8 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store.engine.dispose()
 
     app = FastAPI(
-        title="whisperX REST service", description=DESCRIPTION, version="1.0.0", lifespan=lifespan
-    )
+        title="whisperX REST service", description=DESCRIPTION, version="1.0.0",
+        lifespan=lifespan, dependencies=[Depends(one_file_a_field)],
+    )  # fmt: skip
     app.state.settings, app.state.store = settings, store
     app.state.queue, app.state.waiter = make_queue(settings), Waiter(store)
     errors.install(app)

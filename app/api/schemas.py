@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, Field, RootModel
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from app.errors import ServiceError
 from app.net import BlockedURL, check_url, parse_url
@@ -21,10 +22,24 @@ from app.pipeline.options import (
 )
 
 
-def _invalid(field: str, message: str, value: Any) -> RequestValidationError:
+def _invalid(field: str, message: str, value: Any, where: str = "query") -> RequestValidationError:
     return RequestValidationError(
-        [{"type": "value_error", "loc": ("query", field), "msg": message, "input": value}]
+        [{"type": "value_error", "loc": (where, field), "msg": message, "input": value}]
     )
+
+
+async def one_file_a_field(request: Request) -> None:
+    """A field sent with two files or more is a 422 (FastAPI would keep the last, silently):
+    every route takes one file a field, one recording a task."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return
+    files = [name for name, value in (await request.form()).multi_items()
+             if isinstance(value, StarletteUploadFile)]  # fmt: skip
+    for name in dict.fromkeys(files):
+        if (n := files.count(name)) > 1:
+            message = (f"{n} files were sent as '{name}'; send one a request (a task each), "
+                       "or join the recordings into one file")  # fmt: skip
+            raise _invalid(name, message, f"{n} files", where="body")
 
 
 def checked_model(request: Request, options: ModelOptions) -> ModelOptions:

@@ -246,3 +246,19 @@ def test_an_align_model_that_is_not_there_fails_the_task_before_transcription(cl
     assert "align_model 'nonexistent/model'" in task["error"]
     assert "leave align_model out" in task["error"]
     assert set(task["metadata"]["processing"]["stage_seconds"]) == {"decode"}  # no Whisper run
+
+
+@pytest.mark.parametrize(
+    "route, field",
+    [("/speech-to-text", "file"), ("/service/align", "transcript"), ("/asr", "audio_file"),
+     ("/v1/audio/transcriptions", "file")],
+)  # fmt: skip
+def test_two_files_in_one_field_are_refused_not_one_dropped(client, settings, sample_wav, route, field):  # fmt: skip
+    audio = sample_wav.read_bytes()
+    files = [(field, ("a.wav", audio)), (field, ("b.wav", audio))]
+    if field == "transcript":
+        files.append(("file", ("a.wav", audio)))
+    response = client.post(route, files=files, data={"model": "whisper-1"})
+    assert response.status_code == (400 if route.startswith("/v1") else 422), response.text
+    assert f"2 files were sent as '{field}'" in response.text
+    assert client.get("/task/all").json()["total"] == 0 and not any(settings.media_dir.iterdir())
