@@ -105,10 +105,11 @@ class TranscriptionSegment(BaseModel):
     tokens: list[int]
     """Always empty: the batched decoder does not return token ids."""
     temperature: float
+    """The temperature the text was decoded at (the fallback raises it on a text that fails)."""
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
-    """Always 0: silence is cut out before decoding, and a window Whisper judges silent is dropped."""
+    """Whisper's; windows it judged silent are dropped (the task's `silent_windows` lists them)."""
     speaker: str | None = None
     """With `diarize=true` only (not an OpenAI field)."""
 
@@ -477,10 +478,10 @@ def _verbose(
                 end=s["end"],
                 text=s["text"].strip(),
                 tokens=[],
-                temperature=job.temperature,
+                temperature=s.get("temperature", job.temperature),
                 avg_logprob=s.get("avg_logprob", 0.0),
                 compression_ratio=_compression_ratio(s["text"]),
-                no_speech_prob=0.0,
+                no_speech_prob=s.get("no_speech_prob", 0.0),
                 speaker=s.get("speaker"),
             )
             for index, s in enumerate(segments)

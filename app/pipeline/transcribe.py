@@ -66,8 +66,9 @@ def load_whisper(
         from whisperx.asr import WhisperModel
 
         class Whisper(WhisperModel):
-            windows: list[float]
-            """The no-speech probability of each window decoded, in order (a list per call)."""
+            windows: list[tuple[float, float]]
+            """(no-speech probability, temperature) of each window decoded, in order (a list
+            per call)."""
             between: Callable[[], None] = staticmethod(lambda: None)
             """Called in the caller's thread while a batch runs, twice a second (set per call:
             a cancel is seen there)."""
@@ -93,7 +94,8 @@ def load_whisper(
                 (`compression_ratio_threshold`: a token looped, `log_prob_threshold`:
                 improbable) is decoded again alone at each in turn, the best try kept; not a
                 window that is silence (improbable and over `no_speech_threshold`), which
-                `transcribe` drops. Each window's no-speech probability goes to `windows`."""
+                `transcribe` drops. Each window's no-speech probability and temperature go to
+                `windows`."""
                 from faster_whisper.transcribe import get_compression_ratio
 
                 n, sampled = len(features), options.temperatures[0] > 0
@@ -102,6 +104,7 @@ def load_whisper(
                     if sampled
                     else self.batch(features, tokenizer, options)
                 )
+                temperatures = [0.0] * n  # the batched search
                 for i, text in enumerate(out["text"]):
                     improbable = out["avg_logprob"][i] < options.log_prob_threshold
                     passes = get_compression_ratio(text) <= options.compression_ratio_threshold
@@ -113,13 +116,13 @@ def load_whisper(
                         continue
                     self.between()
                     encoded = self.encode(features[i : i + 1])
-                    result, logprob, *_ = self.generate_with_fallback(
+                    result, logprob, temperatures[i], _ = self.generate_with_fallback(
                         encoded, self.prompt(tokenizer, options), tokenizer, options
                     )
                     tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
                     out["text"][i], out["avg_logprob"][i] = tokenizer.decode(tokens), logprob
                     out["no_speech_prob"][i] = result.no_speech_prob
-                self.windows += out["no_speech_prob"]
+                self.windows += zip(out["no_speech_prob"], temperatures, strict=True)
                 return out
 
             def prompt(self, tokenizer: Any, options: Any) -> list[int]:
@@ -366,7 +369,7 @@ def transcribe(
 
         pipeline._forward = forward
         pipeline.model.between = lambda: report(done[0])
-        windows: list[float] = []
+        windows: list[tuple[float, float]] = []
         pipeline.model.windows = windows
         report(0.0)  # language detection can take seconds: a chance to stop before decoding
         vad_started = time.perf_counter()  # the first batch comes once the VAD has cut the audio
@@ -386,7 +389,7 @@ def transcribe(
             held.close()
     info.setdefault("vad_seconds", round(time.perf_counter() - vad_started, 3))
     segments: list[Segment] = []
-    for s, no_speech in zip(result["segments"], windows, strict=True):
+    for s, (no_speech, temperature) in zip(result["segments"], windows, strict=True):
         text, logprob = s["text"].strip(), float(s.get("avg_logprob", 0.0))
         if logprob < asr.log_prob_threshold and no_speech > asr.no_speech_threshold:
             # Whisper's silence rule (whisperX's batched decoder leaves it out: "you" on a
@@ -397,5 +400,6 @@ def transcribe(
             )  # fmt: skip
         elif text:
             segments.append({"start": s["start"], "end": s["end"], "text": text,
-                             "avg_logprob": logprob})  # fmt: skip
+                             "avg_logprob": logprob, "temperature": temperature,
+                             "no_speech_prob": round(no_speech, 3)})  # fmt: skip
     return {"segments": segments, "language": language}, info

@@ -25,6 +25,8 @@ class Segment(TypedDict):
     end: float
     text: str
     avg_logprob: NotRequired[float]
+    temperature: NotRequired[float]  # the fallback's, where it decoded the window again
+    no_speech_prob: NotRequired[float]
     words: NotRequired[list[Word]]
     chars: NotRequired[list[dict]]
     speaker: NotRequired[str]

@@ -99,6 +99,8 @@ def test_verbose_json_gives_text_segments_and_word_times(client, sample_wav):
     for s in segments:
         assert 0 <= s.start <= s.end <= 30.1
         assert s.tokens == [] and s.avg_logprob < 0 and s.compression_ratio > 0
+        assert s.temperature == 0.0 and 0 <= s.no_speech_prob < 0.6  # speech, searched
+    assert any(s.no_speech_prob > 0 for s in segments)  # Whisper's figure, not a constant
     assert [s.start for s in segments] == sorted(s.start for s in segments)
 
     words = verbose.words
