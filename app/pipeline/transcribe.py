@@ -391,6 +391,8 @@ def transcribe(
     segments: list[Segment] = []
     for s, (no_speech, temperature) in zip(result["segments"], windows, strict=True):
         text, logprob = s["text"].strip(), float(s.get("avg_logprob", 0.0))
+        if not text:
+            continue
         if logprob < asr.log_prob_threshold and no_speech > asr.no_speech_threshold:
             # Whisper's silence rule (whisperX's batched decoder leaves it out: "you" on a
             # hum); what was dropped is kept in the task's metadata, nothing vanishes unseen
@@ -398,7 +400,7 @@ def transcribe(
                 {"start": s["start"], "end": s["end"], "text": text,
                  "no_speech_prob": round(no_speech, 3), "avg_logprob": round(logprob, 3)}
             )  # fmt: skip
-        elif text:
+        else:
             segments.append({"start": s["start"], "end": s["end"], "text": text,
                              "avg_logprob": logprob, "temperature": temperature,
                              "no_speech_prob": round(no_speech, 3)})  # fmt: skip
