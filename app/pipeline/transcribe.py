@@ -39,6 +39,12 @@ part encodes one window at a time); language detection (one window, one lane) +0
 `bench/pipeline.py` prints the batch table."""
 
 
+def silent(avg_logprob: float, no_speech_prob: float, options: Any) -> bool:
+    """Whisper's silence rule, left out by whisperX's batched decoder ("you" on a hum): a
+    window both improbable and likely silence (`options`: ours or faster-whisper's)."""
+    return avg_logprob < options.log_prob_threshold and no_speech_prob > options.no_speech_threshold
+
+
 class _GivenUp(Exception):
     """A part of a batch stops before its next window: the call was given up."""
 
@@ -111,7 +117,7 @@ def load_whisper(
                     if not sampled and (
                         len(options.temperatures) < 2
                         or (passes and not improbable)
-                        or (improbable and out["no_speech_prob"][i] > options.no_speech_threshold)
+                        or silent(out["avg_logprob"][i], out["no_speech_prob"][i], options)
                     ):
                         continue
                     self.between()
@@ -393,9 +399,8 @@ def transcribe(
         text, logprob = s["text"].strip(), float(s.get("avg_logprob", 0.0))
         if not text:
             continue
-        if logprob < asr.log_prob_threshold and no_speech > asr.no_speech_threshold:
-            # Whisper's silence rule (whisperX's batched decoder leaves it out: "you" on a
-            # hum); what was dropped is kept in the task's metadata, nothing vanishes unseen
+        if silent(logprob, no_speech, asr):
+            # what was dropped is kept in the task's metadata: nothing vanishes unseen
             info.setdefault("silent_windows", []).append(
                 {"start": s["start"], "end": s["end"], "text": text,
                  "no_speech_prob": round(no_speech, 3), "avg_logprob": round(logprob, 3)}
