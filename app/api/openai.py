@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import zlib
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +22,14 @@ from app.api.deps import QueueDep, SettingsDep, StoreDep, Waiter, WaiterDep
 from app.api.media import save_upload
 from app.api.schemas import checked_model
 from app.auth import Owner
-from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError, envelope, task_not_found
+from app.errors import (
+    ERROR_RESPONSES,
+    ErrorBody,
+    ErrorResponse,
+    ServiceError,
+    envelope,
+    task_not_found,
+)
 from app.pipeline.formats import render, words_of
 from app.pipeline.options import (
     LANGUAGES,
@@ -41,6 +49,9 @@ WAIT_SECONDS = 3600
 """Longest a request waits for its task; past it the answer is 504 and the task runs on."""
 RECHECK_SECONDS = 60
 """The waiting request re-reads the task at least this often (the waiter wakes it sooner)."""
+KEEPALIVE_SECONDS = 10
+"""A streamed answer sends a comment line with the task's stage and progress this often while
+the task runs, so that proxies keep the connection open."""
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
@@ -65,7 +76,7 @@ class _OpenAIRoute(APIRoute):
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
-        field = str(error.get("loc", ("",))[-1])
+        field = next((p for p in reversed(error.get("loc", ())) if isinstance(p, str)), "")
         parts.append(f"{field}: {error.get('msg', 'invalid value')}" if field else error["msg"])
     return "; ".join(parts) or "Invalid request."
 
@@ -168,6 +179,7 @@ class Job:
     response_format: str
     granularities: list[str]
     temperature: float
+    stream: bool = False
 
 
 FileField = Annotated[
@@ -177,7 +189,7 @@ FileField = Annotated[
 ModelField = Annotated[
     str,
     Form(
-        description="`whisper-1` (the service's WHISPER_MODEL) or any model name the service accepts, e.g. `base`, `tiny.en`, `large-v3`."
+        description="`whisper-1` or an OpenAI `gpt-…transcribe…` name (the service's WHISPER_MODEL), or any model name the service accepts, e.g. `base`, `tiny.en`, `large-v3`."
     ),
 ]
 PromptField = Annotated[
@@ -204,6 +216,13 @@ DiarizeField = Annotated[
 SpeakersField = Annotated[int | None, Form(ge=1, le=50, description="Not an OpenAI field.")]
 
 
+def service_model(model: str, settings: Settings) -> str:
+    """OpenAI's model names (`whisper-1`, `gpt-transcribe`, `gpt-4o-mini-transcribe`, …) mean
+    the service's WHISPER_MODEL; any other name is a model of the service."""
+    openai = model == "whisper-1" or (model.startswith("gpt-") and "transcribe" in model)
+    return settings.whisper_model if openai else model
+
+
 def _job(
     request: Request,
     *,
@@ -219,14 +238,22 @@ def _job(
     num_speakers: int | None,
     min_speakers: int | None,
     max_speakers: int | None,
+    keywords: list[str] | None = None,
+    languages: list[str] | None = None,
+    stream: bool = False,
 ) -> Job:
     """Validate with the task API's own rules and build the same task parameters."""
     settings: Settings = request.app.state.settings
     diarize = diarize or response_format == "diarized_json"
+    if stream and response_format not in ("json", "text", "diarized_json"):
+        raise ServiceError(400, "INVALID_REQUEST", (
+            f"stream=true sends text events, not {response_format}: use response_format "
+            "json, text or diarized_json, or leave stream out"
+        ))  # fmt: skip
     try:
         given = {"language": language} if language is not None else {}
         options = checked_model(request, ModelOptions(
-            **given, task=task, model=settings.whisper_model if model == "whisper-1" else model
+            **given, languages=languages, task=task, model=service_model(model, settings)
         ))  # fmt: skip
         params = TaskParams(
             model=options,
@@ -234,6 +261,7 @@ def _job(
             asr=AsrOptions(
                 temperatures=[temperature] if temperature else [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
                 initial_prompt=prompt or None,
+                hotwords=", ".join(keywords) if keywords else None,
             ),
             vad=VadOptions(),
             # word timings cost an alignment pass: run it only when words are asked for, or
@@ -247,8 +275,9 @@ def _job(
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     return Job(
-        file, task, params.stored(), options.language, response_format, granularities, temperature
-    )
+        file, task, params.stored(), options.language, response_format, granularities,
+        temperature, stream,
+    )  # fmt: skip
 
 
 def transcription_job(
@@ -274,6 +303,23 @@ def transcription_job(
             description="`segment` and/or `word` (for `verbose_json`); `word` adds an alignment pass.",
         ),
     ] = None,
+    languages: Annotated[
+        list[str] | None,
+        Form(
+            alias="languages[]",
+            description="ISO 639-1 codes the speech may be in: detection picks the likeliest of them.",
+        ),
+    ] = None,
+    keywords: Annotated[
+        list[str] | None,
+        Form(alias="keywords[]", description="Words or phrases to favour (Whisper's hotwords)."),
+    ] = None,
+    stream: Annotated[
+        bool,
+        Form(
+            description="Answer with server-sent events: `transcript.text.delta` a segment, `transcript.text.segment` too for `diarized_json`, then `transcript.text.done`; a comment line every 10 s until then."
+        ),
+    ] = False,
     diarize: DiarizeField = False,
     num_speakers: SpeakersField = None,
     min_speakers: SpeakersField = None,
@@ -284,6 +330,7 @@ def transcription_job(
         response_format=response_format, temperature=temperature,
         granularities=list(timestamp_granularities or ["segment"]), diarize=diarize,
         num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
+        keywords=keywords, languages=languages, stream=stream,
     )  # fmt: skip
 
 
@@ -335,12 +382,21 @@ async def create_transcription(
     waiter: WaiterDep,
     owner: Owner,
 ) -> Response:
-    """Transcribe audio, as OpenAI's endpoint does, and answer when done (synchronously).
-    Runs as an ordinary `full_process` task on the service's workers, so it queues behind
-    other tasks and is listed by `GET /task/all`; the `X-Task-Identifier` header names it.
-    Words are aligned only when `word` timestamps or speakers are asked for."""
-    task = await _run(job, settings, store, queue, waiter, owner)
-    return _answer(task, job)
+    """Transcribe audio, as OpenAI's endpoint does, and answer when done (synchronously), or
+    with `stream=true` as server-sent events. Runs as an ordinary `full_process` task on the
+    service's workers, so it queues behind other tasks and is listed by `GET /task/all`; the
+    `X-Task-Identifier` header names it. Words are aligned only when `word` timestamps or
+    speakers are asked for."""
+    identifier = await run_in_threadpool(_create, job, settings, store, queue, owner)
+    if not job.stream:
+        return _answer(await wait_for(identifier, store, waiter, WAIT_SECONDS), job)
+    updates = watch(identifier, store, waiter, WAIT_SECONDS, KEEPALIVE_SECONDS)
+    first = await anext(updates)  # no worker, or the task gone: an error answer, not a stream
+    return StreamingResponse(
+        _events(first, updates, job),
+        media_type="text/event-stream",
+        headers={"X-Task-Identifier": identifier, "Cache-Control": "no-cache"},
+    )
 
 
 @router.post(
@@ -358,8 +414,8 @@ async def create_translation(
 ) -> Response:
     """Translate speech in any language into English text, as OpenAI's endpoint does, and
     answer when done. Needs a multilingual model (`whisper-1`/`base`, not a `.en` one)."""
-    task = await _run(job, settings, store, queue, waiter, owner)
-    return _answer(task, job)
+    identifier = await run_in_threadpool(_create, job, settings, store, queue, owner)
+    return _answer(await wait_for(identifier, store, waiter, WAIT_SECONDS), job)
 
 
 def _create(job: Job, settings: Settings, store: TaskStore, queue: Queue, owner: str | None) -> str:
@@ -370,17 +426,17 @@ def _create(job: Job, settings: Settings, store: TaskStore, queue: Queue, owner:
     )  # fmt: skip
 
 
-async def _run(
-    job: Job, settings: Settings, store: TaskStore, queue: Queue, waiter: Waiter, owner: str | None
-) -> Task:
-    """Queue the job as a task and wait for it to end (or for WAIT_SECONDS)."""
-    identifier = await run_in_threadpool(_create, job, settings, store, queue, owner)
-    return await wait_for(identifier, store, waiter, WAIT_SECONDS)
-
-
 async def wait_for(identifier: str, store: TaskStore, waiter: Waiter, seconds: float) -> Task:
-    """The task once it has ended (in whichever worker), or as it is after `seconds`. With no
-    worker alive the request would only hang: the task is failed and the answer is a 503."""
+    """The task once it has ended (in whichever worker), or as it is after `seconds`."""
+    return [task async for task in watch(identifier, store, waiter, seconds, RECHECK_SECONDS)][-1]
+
+
+async def watch(
+    identifier: str, store: TaskStore, waiter: Waiter, seconds: float, every: float
+) -> AsyncIterator[Task]:
+    """The task now, then again when it ends or `every` seconds pass, until it has ended or
+    `seconds` are up. With no worker alive the request would only hang: the task is failed
+    and the answer is a 503."""
     if not await run_in_threadpool(store.workers):
         message = "No worker is running to do this now: start one (`make worker`, or WORKERS=1)."
         await run_in_threadpool(store.fail, identifier, message)
@@ -390,13 +446,51 @@ async def wait_for(identifier: str, store: TaskStore, waiter: Waiter, seconds: f
         task = await run_in_threadpool(store.get, identifier)
         if task is None:
             raise task_not_found(identifier)
+        yield task
         if task.status in ENDED or time.monotonic() > deadline:
-            return task
-        await waiter.wait(identifier, min(RECHECK_SECONDS, max(deadline - time.monotonic(), 0.01)))
+            return
+        await waiter.wait(identifier, min(every, max(deadline - time.monotonic(), 0.01)))
 
 
-def _unfinished(task: Task, headers: dict[str, str]) -> Response:
-    """The error answer for a task that failed or is still running."""
+async def _events(first: Task, updates: AsyncIterator[Task], job: Job) -> AsyncIterator[str]:
+    """`stream=true`: comments while the task runs, then its text as OpenAI's events (an
+    `error` event, which OpenAI's clients raise, when it failed or ran out of time)."""
+    task = first
+    try:
+        while task.status not in ENDED:
+            yield f": {task.stage or task.status} {task.progress or 0:.0f}%\n\n"
+            task = await anext(updates)
+    except StopAsyncIteration:  # out of time: the task goes on
+        pass
+    except ServiceError as exc:  # the task was deleted meanwhile
+        yield _event(_error(exc.code, exc.message))
+        return
+    if task.status != TaskStatus.completed:
+        yield _event(_error(*_failure(task)[1:]))
+        return
+    segments, text = _spoken(task.result or {})
+    for index, s in enumerate(segments):
+        piece = s["text"].strip()
+        delta = {"type": "transcript.text.delta", "delta": f" {piece}" if index else piece}
+        if job.response_format == "diarized_json":
+            yield _event(delta | {"segment_id": f"seg_{index}"})
+            yield _event(_diarized(index, s))
+        else:
+            yield _event(delta)
+    yield _event({"type": "transcript.text.done", "text": text})
+
+
+def _event(data: BaseModel | dict[str, Any]) -> str:
+    body = data.model_dump() if isinstance(data, BaseModel) else data
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+def _error(code: str, message: str) -> ErrorResponse:
+    return ErrorResponse(error=ErrorBody(code=code, message=message), detail=message)
+
+
+def _failure(task: Task) -> tuple[int, str, str]:
+    """Status, code and message for a task that failed or is still running."""
     error = task.error or "The task failed."
     if task.status != TaskStatus.failed:
         status, code = 504, "TIMEOUT"
@@ -410,8 +504,27 @@ def _unfinished(task: Task, headers: dict[str, str]) -> Response:
         status, code = 500, "TASK_FAILED"
     else:
         status, code = 400, "TASK_FAILED"
+    return status, code, error
+
+
+def _unfinished(task: Task, headers: dict[str, str]) -> Response:
+    """The error answer for a task that failed or is still running."""
+    status, code, error = _failure(task)
     # a new task would end the same way: OpenAI clients retry 5xx answers unless told not to
     return envelope(status, code, error, headers={**headers, "x-should-retry": "false"})
+
+
+def _spoken(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The segments that hold text, and their text as one string."""
+    segments = [s for s in result.get("segments", []) if s["text"].strip()]
+    return segments, " ".join(s["text"].strip() for s in segments)
+
+
+def _diarized(index: int, s: dict[str, Any]) -> DiarizedSegment:
+    speaker = s.get("speaker", "SPEAKER_00")
+    return DiarizedSegment(
+        id=f"seg_{index}", start=s["start"], end=s["end"], text=s["text"].strip(), speaker=speaker
+    )
 
 
 def _answer(task: Task, job: Job) -> Response:
@@ -419,8 +532,7 @@ def _answer(task: Task, job: Job) -> Response:
     if task.status != TaskStatus.completed:
         return _unfinished(task, headers)
     result = task.result or {}
-    segments = [s for s in result.get("segments", []) if s["text"].strip()]
-    text = " ".join(s["text"].strip() for s in segments)
+    segments, text = _spoken(result)
     fmt = job.response_format
     if fmt == "text":
         return PlainTextResponse(text + "\n", headers=headers)
@@ -436,16 +548,7 @@ def _answer(task: Task, job: Job) -> Response:
             duration=duration,
             text=text,
             usage=usage,
-            segments=[
-                DiarizedSegment(
-                    id=f"seg_{index}",
-                    start=s["start"],
-                    end=s["end"],
-                    text=s["text"].strip(),
-                    speaker=s.get("speaker", "SPEAKER_00"),
-                )
-                for index, s in enumerate(segments)
-            ],
+            segments=[_diarized(index, s) for index, s in enumerate(segments)],
         )
     else:
         body_model = _verbose(segments, text, duration, usage, job, result.get("language"))

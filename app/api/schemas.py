@@ -47,7 +47,8 @@ def checked_model(request: Request, options: ModelOptions) -> ModelOptions:
     what needs them: the model exists here, an English-only model gets English, a GPU asked
     for is there (the workers say). The device-dependent defaults are the worker's."""
     settings = request.app.state.settings
-    language = options.language if "language" in options.model_fields_set else settings.default_lang
+    given = "language" in options.model_fields_set or options.languages  # languages: detect
+    language = options.language if given else settings.default_lang
     name = options.model or settings.whisper_model
     if name not in WHISPER_MODELS and not (settings.model_dir / name / "model.bin").is_file():
         raise _invalid(

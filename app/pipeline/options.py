@@ -56,6 +56,8 @@ def language_code(language: str | None) -> str | None:
 
 def _split_commas(value: Any) -> Any:
     """Accept repeated keys (`?x=1&x=2`), comma lists (`?x=1,2`) and both mixed."""
+    if value is None:
+        return None
     items = value if isinstance(value, list) else [value]
     out: list[Any] = []
     for item in items:
@@ -63,6 +65,13 @@ def _split_commas(value: Any) -> Any:
             [p.strip() for p in item.split(",") if p.strip()] if isinstance(item, str) else [item]
         )
     return out
+
+
+def _listed_language(language: str) -> str:
+    code = language_code(language)
+    if code is None:
+        raise ValueError("list languages such as 'de,en', or leave languages out to detect any")
+    return code
 
 
 Language = Annotated[
@@ -80,6 +89,13 @@ class ModelOptions(BaseModel):
     settings: the API fills `model` and `language`, the worker the device-dependent rest."""
 
     language: Language = None
+    languages: Annotated[
+        list[Annotated[str, AfterValidator(_listed_language)]] | None,
+        BeforeValidator(_split_commas),
+    ] = Field(
+        None,
+        description="Languages the speech may be in (`de,en`): detection picks the likeliest of them. Ignored when `language` is given.",
+    )
     task: Literal["transcribe", "translate"] = Field(
         "transcribe", description="`translate` gives English text for any language."
     )

@@ -281,8 +281,11 @@ def _pyannote(cache: ModelCache, device: str, device_index: int) -> Any:
     return cache.use(("vad", "pyannote", device, None, device_index), load)
 
 
-def detect_language(model: Any, audio: np.ndarray, top: int = 3) -> list[tuple[str, float]]:
-    """The `top` most likely languages of the first 30 s of speech, most likely first. Speech
+def detect_language(
+    model: Any, audio: np.ndarray, top: int = 3, among: list[str] | None = None
+) -> list[tuple[str, float]]:
+    """The `top` most likely languages of the first 30 s of speech, most likely first, out of
+    `among` where given (any language where the model knows none of them). Speech
     is what Silero finds, read two minutes at a time until there is enough (the audio's start
     when it finds none): a minute of hold music, ringing or silence before the first word
     otherwise decides the language (German then came out as English, or as dashes)."""
@@ -301,8 +304,11 @@ def detect_language(model: Any, audio: np.ndarray, top: int = 3) -> list[tuple[s
     window = (np.concatenate(speech) if speech else audio)[:N_SAMPLES]
     n_mels = model.feat_kwargs.get("feature_size") or 80
     mel = log_mel_spectrogram(window, n_mels=n_mels, padding=N_SAMPLES - window.shape[0])
-    scores = model.model.detect_language(model.encode(mel))[0]
-    return [(token[2:-2], round(float(p), 4)) for token, p in scores[:top]]
+    scores = [
+        (token[2:-2], round(float(p), 4))
+        for token, p in model.model.detect_language(model.encode(mel))[0]
+    ]
+    return ([s for s in scores if s[0] in (among or ())] or scores)[:top]
 
 
 def transcribe(
@@ -336,7 +342,7 @@ def transcribe(
                 )
             language = "en"
         elif language is None:
-            candidates = detect_language(pipeline.model, audio)
+            candidates = detect_language(pipeline.model, audio, among=model.languages)
             language = candidates[0][0]
             info["language_probability"] = candidates[0][1]
             info["language_candidates"] = [{"language": c, "probability": p} for c, p in candidates]

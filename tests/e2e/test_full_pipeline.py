@@ -182,3 +182,29 @@ def test_translation_is_aligned_as_english(client, tmp_path):
     assert "heute" not in text and {"the", "we", "today", "morning"} & set(text.split())
     assert task["metadata"]["processing"]["aligner"] == "pocketsphinx:en-us"
     assert len(task["result"]["word_segments"]) == len(text.split())
+
+
+def test_detection_picks_the_likeliest_of_the_languages_given(client, settings, tmp_path):
+    from tests.speech import say
+
+    settings.default_lang = "en"  # given languages outrank the default: the speech is detected
+    path = say(GERMAN, tmp_path / "de.wav", voice="de", speed=150)
+    found = {}
+    for languages in ("fr,es", "en&languages=de"):
+        with open(path, "rb") as f:
+            identifier = client.post(
+                f"/speech-to-text?align=false&diarize=false&temperatures=0&languages={languages}",
+                files={"file": ("de.wav", f)},
+            ).json()["identifier"]
+        task = client.get(f"/task/{identifier}?wait=300").json()
+        assert task["status"] == "completed", task["error"]
+        candidates = task["metadata"]["processing"]["language_candidates"]
+        found[languages] = task["result"]["language"], {c["language"] for c in candidates}
+    # German is not among French and Spanish: the likelier of those two, and only they, come out
+    assert found["fr,es"][0] in ("fr", "es") and found["fr,es"][1] <= {"fr", "es"}
+    assert found["en&languages=de"] == ("de", {"de", "en"})
+
+    for languages, message in (("auto", "list languages such as"), ("de,xx", "'xx' is not")):
+        with open(path, "rb") as f:
+            answer = client.post(f"/speech-to-text?languages={languages}", files={"file": f})
+        assert answer.status_code == 422 and message in answer.text, answer.text

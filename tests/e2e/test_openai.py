@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import threading
@@ -16,6 +17,7 @@ import srt
 import uvicorn
 import webvtt
 from openai import OpenAI
+from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent
 
 from app.main import create_app
 from app.pipeline.formats import MAX_LINE
@@ -170,6 +172,59 @@ def test_json_text_srt_and_vtt_of_one_recording(client, chicago_clip):
     assert params["asr"]["temperatures"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
 
+def test_stream_sends_openai_events_with_comments_until_the_text_is_ready(serve, chicago_clip):
+    client = serve(whisper_model="tiny.en")
+    service = str(client.base_url).removesuffix("/v1/")
+    with open(chicago_clip, "rb") as f:
+        form = {"model": "gpt-4o-transcribe", "stream": "true", "keywords[]": ["Chicago", "Texas"]}
+        with httpx.stream(
+            "POST", f"{service}/v1/audio/transcriptions", data=form, files={"file": f}, timeout=300
+        ) as answer:
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            lines = [line for line in answer.iter_lines() if line]
+            identifier = answer.headers["x-task-identifier"]
+    # a comment (stage and progress) while the task runs, then the events, which parse as the
+    # client's own types
+    assert lines[0].startswith(": ") and lines[0].endswith("%")
+    events = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data:")]
+    deltas, done = events[:-1], TranscriptionTextDoneEvent(**events[-1])
+    assert deltas and all(TranscriptionTextDeltaEvent(**e).delta for e in deltas)
+    assert "".join(e["delta"] for e in deltas) == done.text
+    assert normalise(done.text).count("chicago") == 2
+
+    # OpenAI's model names are the service's WHISPER_MODEL; `keywords` are Whisper's hotwords
+    params = httpx.get(f"{service}/task/{identifier}").json()["metadata"]["task_params"]
+    assert params["model"]["model"] == "tiny.en"
+    assert params["asr"]["hotwords"] == "Chicago, Texas"
+
+    with open(chicago_clip, "rb") as f, pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(
+            file=f, model="gpt-transcribe", stream=True, response_format="srt"
+        )
+    assert "use response_format json, text or diarized_json" in caught.value.body["message"]
+
+
+def test_a_diarized_stream_gives_each_segment_with_its_speaker(serve, sample_wav):
+    client = serve(whisper_model="tiny.en")
+    with open(sample_wav, "rb") as f:
+        stream = client.audio.transcriptions.create(
+            file=f,
+            model="gpt-4o-transcribe-diarize",
+            response_format="diarized_json",
+            stream=True,
+            extra_body={"min_speakers": "2", "max_speakers": "2"},
+        )
+        events = list(stream)
+    types = [e.type for e in events]
+    assert types[-1] == "transcript.text.done"
+    assert types[:-1] == ["transcript.text.delta", "transcript.text.segment"] * (len(types) // 2)
+    deltas, segments = events[:-1:2], events[1:-1:2]
+    assert [d.segment_id for d in deltas] == [s.id for s in segments]
+    assert {s.speaker for s in segments} == {"SPEAKER_00", "SPEAKER_01"}
+    assert [s.start for s in segments] == sorted(s.start for s in segments)
+    assert "".join(d.delta for d in deltas) == events[-1].text
+
+
 def _vtt_time(value) -> str:
     return srt.timedelta_to_srt_timestamp(value).replace(",", ".")
 
@@ -214,6 +269,10 @@ def test_invalid_requests_are_400_with_a_message(client, sample_wav):
         ({"model": "tiny.en", "response_format": "docx"}, "response_format"),
         ({"model": "tiny.en", "temperature": 3}, "temperature"),
         (
+            {"model": "base", "languages": ["de", "xx"]},
+            "languages: Value error, 'xx' is not",
+        ),
+        (
             {"model": "tiny.en", "extra_body": {"min_speakers": 3, "max_speakers": 2}},
             "min_speakers",
         ),
@@ -235,6 +294,11 @@ def test_a_failed_task_answers_with_the_error_envelope(serve, sample_wav):
     assert caught.value.body["code"] == "TASK_FAILED"
     assert "took longer than" in caught.value.body["message"]
     assert caught.value.response.headers["x-should-retry"] == "false"
+
+    # streamed, the failure is an error event, which the client raises
+    with open(sample_wav, "rb") as f, pytest.raises(openai.APIError) as caught:
+        list(client.audio.transcriptions.create(file=f, model="tiny.en", stream=True))
+    assert "took longer than" in caught.value.message
 
 
 def test_audio_over_the_length_limit_is_refused_before_queueing(serve, sample_wav):
