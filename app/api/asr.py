@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from app.api.deps import StoreDep, WaiterDep
+from app.api.deps import WAIT_SECONDS, StoreDep, WaiterDep, wait_for
 from app.api.media import save_upload
-from app.api.openai import WAIT_SECONDS, _unfinished, wait_for
+from app.api.openai import _unfinished
 from app.api.schemas import checked_model
 from app.auth import Owner
 from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
 import math
-import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -18,9 +20,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.api.deps import QueueDep, SettingsDep, StoreDep, Waiter, WaiterDep
+from app.api.deps import WAIT_SECONDS, QueueDep, SettingsDep, StoreDep, WaiterDep, wait_for, watch
 from app.api.media import save_upload
 from app.api.schemas import checked_model
+from app.api.speakers import voice_of
 from app.auth import Owner
 from app.errors import (
     ERROR_RESPONSES,
@@ -28,7 +31,6 @@ from app.errors import (
     ErrorResponse,
     ServiceError,
     envelope,
-    task_not_found,
 )
 from app.pipeline.formats import render, words_of
 from app.pipeline.options import (
@@ -45,13 +47,11 @@ from app.store.models import Task, TaskStatus, TaskType
 from app.store.tasks import ENDED, TaskStore
 from app.worker.queue import Queue, submit
 
-WAIT_SECONDS = 3600
-"""Longest a request waits for its task; past it the answer is 504 and the task runs on."""
-RECHECK_SECONDS = 60
-"""The waiting request re-reads the task at least this often (the waiter wakes it sooner)."""
 KEEPALIVE_SECONDS = 10
 """A streamed answer sends a comment line with the task's stage and progress this often while
 the task runs, so that proxies keep the connection open."""
+MAX_VOICES = 10
+"""Most `known_speaker_references[]` one request may send (OpenAI takes 4)."""
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
@@ -76,8 +76,8 @@ class _OpenAIRoute(APIRoute):
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
-        field = next((p for p in reversed(error.get("loc", ())) if isinstance(p, str)), "")
-        parts.append(f"{field}: {error.get('msg', 'invalid value')}" if field else error["msg"])
+        name = next((p for p in reversed(error.get("loc", ())) if isinstance(p, str)), "")
+        parts.append(f"{name}: {error.get('msg', 'invalid value')}" if name else error["msg"])
     return "; ".join(parts) or "Invalid request."
 
 
@@ -180,6 +180,8 @@ class Job:
     granularities: list[str]
     temperature: float
     stream: bool = False
+    voices: list[tuple[str, UploadFile]] = field(default_factory=list)
+    """`known_speaker_names[]` with their `known_speaker_references[]`, as audio files."""
 
 
 FileField = Annotated[
@@ -320,18 +322,60 @@ def transcription_job(
             description="Answer with server-sent events: `transcript.text.delta` a segment, `transcript.text.segment` too for `diarized_json`, then `transcript.text.done`; a comment line every 10 s until then."
         ),
     ] = False,
+    known_speaker_names: Annotated[
+        list[str] | None,
+        Form(
+            alias="known_speaker_names[]",
+            description="Names of the people in `known_speaker_references[]`, in the same order: their speakers are labelled with these names (implies `diarize`).",
+        ),
+    ] = None,
+    known_speaker_references: Annotated[
+        list[str] | None,
+        Form(
+            alias="known_speaker_references[]",
+            description="A data URL (`data:audio/wav;base64,…`) of 3-10 s of each known speaker alone.",
+        ),
+    ] = None,
     diarize: DiarizeField = False,
     num_speakers: SpeakersField = None,
     min_speakers: SpeakersField = None,
     max_speakers: SpeakersField = None,
 ) -> Job:
-    return _job(
+    voices = _voices(known_speaker_names or [], known_speaker_references or [])
+    job = _job(
         request, file=file, model=model, language=language, task="transcribe", prompt=prompt,
         response_format=response_format, temperature=temperature,
-        granularities=list(timestamp_granularities or ["segment"]), diarize=diarize,
+        granularities=list(timestamp_granularities or ["segment"]), diarize=diarize or bool(voices),
         num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
         keywords=keywords, languages=languages, stream=stream,
     )  # fmt: skip
+    job.voices = voices
+    return job
+
+
+def _voices(names: list[str], references: list[str]) -> list[tuple[str, UploadFile]]:
+    """Known speakers as (name, audio file), from their names and data URLs."""
+    if len(names) != len(references) or len(names) > MAX_VOICES:
+        raise ServiceError(400, "INVALID_REQUEST", (
+            f"{len(names)} known_speaker_names[] and {len(references)} "
+            f"known_speaker_references[] were sent: send one reference a name, {MAX_VOICES} at most"
+        ))  # fmt: skip
+    voices = []
+    for index, (name, url) in enumerate(zip(names, references, strict=True)):
+        head, comma, data = url.partition(",")
+        try:
+            if not (
+                name.strip() and comma and head.startswith("data:") and head.endswith(";base64")
+            ):
+                raise ValueError
+            audio = base64.b64decode(data, validate=True)
+        except (ValueError, binascii.Error):
+            raise ServiceError(400, "INVALID_REQUEST", (
+                f"known_speaker_references[{index}] must be a base64 data URL "
+                "(data:audio/wav;base64,…) of a named speaker: 3-10 s of that person alone"
+            )) from None  # fmt: skip
+        voices.append((name.strip(), UploadFile(io.BytesIO(audio), filename=f"voice-{index}")))
+    return voices
 
 
 def translation_job(
@@ -387,7 +431,15 @@ async def create_transcription(
     service's workers, so it queues behind other tasks and is listed by `GET /task/all`; the
     `X-Task-Identifier` header names it. Words are aligned only when `word` timestamps or
     speakers are asked for."""
-    identifier = await run_in_threadpool(_create, job, settings, store, queue, owner)
+    profiles = []
+    for index, (name, upload) in enumerate(job.voices):
+        try:
+            voice = await voice_of(upload, settings, store, queue, waiter, owner)
+        except ServiceError as exc:
+            exc.message = f"known_speaker_references[{index}] ({name}): {exc.message}"
+            raise
+        profiles.append({"name": name, "embedding": voice["embedding"], "model": voice["model"]})
+    identifier = await run_in_threadpool(_create, job, settings, store, queue, owner, profiles)
     if not job.stream:
         return _answer(await wait_for(identifier, store, waiter, WAIT_SECONDS), job)
     updates = watch(identifier, store, waiter, WAIT_SECONDS, KEEPALIVE_SECONDS)
@@ -418,38 +470,17 @@ async def create_translation(
     return _answer(await wait_for(identifier, store, waiter, WAIT_SECONDS), job)
 
 
-def _create(job: Job, settings: Settings, store: TaskStore, queue: Queue, owner: str | None) -> str:
+def _create(
+    job: Job, settings: Settings, store: TaskStore, queue: Queue, owner: str | None,
+    profiles: list[dict[str, Any]] | None = None,
+) -> str:  # fmt: skip
+    """Store the upload and queue its task; `profiles`: voices to name besides the caller's."""
     key, name, duration = save_upload(job.file, settings)
     return submit(
         store, queue, TaskType.full_process, job.task_params, file_name=name, input_key=key,
         language=job.language, audio_duration=duration, owner=owner,
+        **({"inputs": {"speaker_profiles": profiles}} if profiles else {}),
     )  # fmt: skip
-
-
-async def wait_for(identifier: str, store: TaskStore, waiter: Waiter, seconds: float) -> Task:
-    """The task once it has ended (in whichever worker), or as it is after `seconds`."""
-    return [task async for task in watch(identifier, store, waiter, seconds, RECHECK_SECONDS)][-1]
-
-
-async def watch(
-    identifier: str, store: TaskStore, waiter: Waiter, seconds: float, every: float
-) -> AsyncIterator[Task]:
-    """The task now, then again when it ends or `every` seconds pass, until it has ended or
-    `seconds` are up. With no worker alive the request would only hang: the task is failed
-    and the answer is a 503."""
-    if not await run_in_threadpool(store.workers):
-        message = "No worker is running to do this now: start one (`make worker`, or WORKERS=1)."
-        await run_in_threadpool(store.fail, identifier, message)
-        raise ServiceError(503, "NO_WORKER", message)
-    deadline = time.monotonic() + seconds
-    while True:
-        task = await run_in_threadpool(store.get, identifier)
-        if task is None:
-            raise task_not_found(identifier)
-        yield task
-        if task.status in ENDED or time.monotonic() > deadline:
-            return
-        await waiter.wait(identifier, min(every, max(deadline - time.monotonic(), 0.01)))
 
 
 async def _events(first: Task, updates: AsyncIterator[Task], job: Job) -> AsyncIterator[str]:

@@ -3,20 +3,21 @@ matches one are then named after it in every later recording of the same API key
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import QueueDep, SettingsDep, StoreDep, WaiterDep
+from app.api.deps import WAIT_SECONDS, QueueDep, SettingsDep, StoreDep, Waiter, WaiterDep, wait_for
 from app.api.media import save_upload
-from app.api.openai import WAIT_SECONDS, wait_for
 from app.auth import Owner
 from app.errors import ERROR_RESPONSES, ServiceError
+from app.settings import Settings
 from app.store.models import SpeakerProfile, TaskStatus, TaskType
+from app.store.tasks import TaskStore
 from app.store.views import UtcDatetime
-from app.worker.queue import submit
+from app.worker.queue import Queue, submit
 
 router = APIRouter(prefix="/speakers", tags=["Speakers"], responses=ERROR_RESPONSES)
 
@@ -45,6 +46,23 @@ def _view(profile: SpeakerProfile) -> Speaker:
     return Speaker.model_validate(profile, from_attributes=True)
 
 
+async def voice_of(
+    file: UploadFile, settings: Settings, store: TaskStore, queue: Queue, waiter: Waiter,
+    owner: str | None, start: float | None = None, end: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A worker's embedding of the speech in the file (`embedding`, `seconds`, `model`), made by
+    a `speaker_enrolment` task; 400 when it holds too little speech."""
+    key, file_name, duration = await run_in_threadpool(save_upload, file, settings)
+    identifier = await run_in_threadpool(
+        submit, store, queue, TaskType.speaker_enrolment, {}, owner=owner, file_name=file_name,
+        input_key=key, inputs={"start": start, "end": end}, audio_duration=duration,
+    )  # fmt: skip
+    task = await wait_for(identifier, store, waiter, WAIT_SECONDS)
+    if task.status != TaskStatus.completed or not task.result:
+        raise ServiceError(400, "NO_VOICE", task.error or "The voice could not be enrolled yet.")
+    return task.result
+
+
 @router.post("", response_model=Speaker)
 async def enrol(
     settings: SettingsDep, store: StoreDep, queue: QueueDep, waiter: WaiterDep, owner: Owner,
@@ -60,15 +78,7 @@ async def enrol(
         raise ServiceError(400, "EMPTY_NAME", "Give the speaker a name.")
     if start is not None and end is not None and end <= start:
         raise ServiceError(400, "BAD_RANGE", f"end ({end}) must come after start ({start}).")
-    key, file_name, duration = await run_in_threadpool(save_upload, file, settings)
-    identifier = await run_in_threadpool(
-        submit, store, queue, TaskType.speaker_enrolment, {}, owner=owner, file_name=file_name,
-        input_key=key, inputs={"start": start, "end": end}, audio_duration=duration,
-    )  # fmt: skip
-    task = await wait_for(identifier, store, waiter, WAIT_SECONDS)
-    if task.status != TaskStatus.completed or not task.result:
-        raise ServiceError(400, "NO_VOICE", task.error or "The voice could not be enrolled yet.")
-    voice = task.result
+    voice = await voice_of(file, settings, store, queue, waiter, owner, start, end)
     profile = await run_in_threadpool(
         store.add_profile, name=name, owner=owner, embedding=voice["embedding"],
         model=voice["model"], seconds=voice["seconds"],

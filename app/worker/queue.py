@@ -57,17 +57,21 @@ def submit(
     store: TaskStore, queue: Queue, task_type: TaskType, params: dict[str, Any], **fields: Any
 ) -> str:
     """The one submission path: store the task (queued), then hand its identifier over. A task
-    that diarizes takes a copy of the caller's speaker profiles along, to name the voices."""
+    that diarizes takes a copy of the caller's speaker profiles along, to name the voices (after
+    the voices given with the request, in `inputs`, if any)."""
     diarization = params.get("diarization") or {}
     if (
         task_type in NAMES_SPEAKERS
         and diarization.get("diarize", True)
         and diarization.get("identify_speakers", True)
     ):
-        profiles = [{"name": p.name, "embedding": p.embedding, "model": p.model}
-                    for p in store.profiles(fields.get("owner"))]  # fmt: skip
+        inputs = fields.get("inputs") or {}
+        profiles = inputs.get("speaker_profiles", []) + [
+            {"name": p.name, "embedding": p.embedding, "model": p.model}
+            for p in store.profiles(fields.get("owner"))
+        ]
         if profiles:
-            fields["inputs"] = {**(fields.get("inputs") or {}), "speaker_profiles": profiles}
+            fields["inputs"] = {**inputs, "speaker_profiles": profiles}
     task = store.create(task_type, params, **fields)
     queue.submit(task.identifier)
     log.info("task %s queued: %s of %s", task.identifier, task_type, fields.get("file_name"))
