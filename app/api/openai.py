@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import json
 import math
@@ -218,6 +219,11 @@ DiarizeField = Annotated[
 SpeakersField = Annotated[int | None, Form(ge=1, le=50, description="Not an OpenAI field.")]
 
 
+def _list_field(name: str, description: str) -> Any:
+    """A repeated form field, named `name[]` as OpenAI's clients send lists."""
+    return Form(alias=f"{name}[]", description=description)
+
+
 def service_model(model: str, settings: Settings) -> str:
     """OpenAI's model names (`whisper-1`, `gpt-transcribe`, `gpt-4o-mini-transcribe`, …) mean
     the service's WHISPER_MODEL; any other name is a model of the service."""
@@ -243,6 +249,7 @@ def _job(
     keywords: list[str] | None = None,
     languages: list[str] | None = None,
     stream: bool = False,
+    voices: list[tuple[str, UploadFile]] | None = None,
 ) -> Job:
     """Validate with the task API's own rules and build the same task parameters."""
     settings: Settings = request.app.state.settings
@@ -278,7 +285,7 @@ def _job(
         raise RequestValidationError(exc.errors(include_url=False)) from None
     return Job(
         file, task, params.stored(), options.language, response_format, granularities,
-        temperature, stream,
+        temperature, stream, voices or [],
     )  # fmt: skip
 
 
@@ -300,21 +307,21 @@ def transcription_job(
     temperature: TemperatureField = 0.0,
     timestamp_granularities: Annotated[
         list[Granularity] | None,
-        Form(
-            alias="timestamp_granularities[]",
-            description="`segment` and/or `word` (for `verbose_json`); `word` adds an alignment pass.",
+        _list_field(
+            "timestamp_granularities",
+            "`segment` and/or `word` (for `verbose_json`); `word` adds an alignment pass.",
         ),
     ] = None,
     languages: Annotated[
         list[str] | None,
-        Form(
-            alias="languages[]",
-            description="ISO 639-1 codes the speech may be in: detection picks the likeliest of them.",
+        _list_field(
+            "languages",
+            "ISO 639-1 codes the speech may be in: detection picks the likeliest of them.",
         ),
     ] = None,
     keywords: Annotated[
         list[str] | None,
-        Form(alias="keywords[]", description="Words or phrases to favour (Whisper's hotwords)."),
+        _list_field("keywords", "Words or phrases to favour (Whisper's hotwords)."),
     ] = None,
     stream: Annotated[
         bool,
@@ -324,16 +331,16 @@ def transcription_job(
     ] = False,
     known_speaker_names: Annotated[
         list[str] | None,
-        Form(
-            alias="known_speaker_names[]",
-            description="Names of the people in `known_speaker_references[]`, in the same order: their speakers are labelled with these names (implies `diarize`).",
+        _list_field(
+            "known_speaker_names",
+            "Names of the people in `known_speaker_references[]`, in the same order: their speakers are labelled with these names (implies `diarize`).",
         ),
     ] = None,
     known_speaker_references: Annotated[
         list[str] | None,
-        Form(
-            alias="known_speaker_references[]",
-            description="A data URL (`data:audio/wav;base64,…`) of 3-10 s of each known speaker alone.",
+        _list_field(
+            "known_speaker_references",
+            "A data URL (`data:audio/wav;base64,…`) of 3-10 s of each known speaker alone.",
         ),
     ] = None,
     diarize: DiarizeField = False,
@@ -342,15 +349,13 @@ def transcription_job(
     max_speakers: SpeakersField = None,
 ) -> Job:
     voices = _voices(known_speaker_names or [], known_speaker_references or [])
-    job = _job(
+    return _job(
         request, file=file, model=model, language=language, task="transcribe", prompt=prompt,
         response_format=response_format, temperature=temperature,
         granularities=list(timestamp_granularities or ["segment"]), diarize=diarize or bool(voices),
         num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers,
-        keywords=keywords, languages=languages, stream=stream,
+        keywords=keywords, languages=languages, stream=stream, voices=voices,
     )  # fmt: skip
-    job.voices = voices
-    return job
 
 
 def _voices(names: list[str], references: list[str]) -> list[tuple[str, UploadFile]]:
@@ -363,17 +368,15 @@ def _voices(names: list[str], references: list[str]) -> list[tuple[str, UploadFi
     voices = []
     for index, (name, url) in enumerate(zip(names, references, strict=True)):
         head, comma, data = url.partition(",")
-        try:
-            if not (
-                name.strip() and comma and head.startswith("data:") and head.endswith(";base64")
-            ):
-                raise ValueError
-            audio = base64.b64decode(data, validate=True)
-        except (ValueError, binascii.Error):
+        audio = b""
+        if name.strip() and comma and head.startswith("data:") and head.endswith(";base64"):
+            with contextlib.suppress(binascii.Error):
+                audio = base64.b64decode(data, validate=True)
+        if not audio:
             raise ServiceError(400, "INVALID_REQUEST", (
                 f"known_speaker_references[{index}] must be a base64 data URL "
                 "(data:audio/wav;base64,…) of a named speaker: 3-10 s of that person alone"
-            )) from None  # fmt: skip
+            ))  # fmt: skip
         voices.append((name.strip(), UploadFile(io.BytesIO(audio), filename=f"voice-{index}")))
     return voices
 
