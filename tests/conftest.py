@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +25,14 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_wav(sample_dir: Path) -> Path:
     return sample_dir / "sample.wav"
+
+
+@pytest.fixture(scope="session")
+def long_wav(tmp_path_factory, sample_wav: Path) -> Path:
+    """Ninety seconds of the real two-speaker call: long enough to act on while it runs."""
+    path = tmp_path_factory.mktemp("long") / "ninety-seconds.wav"
+    subprocess.run(["sox", *[str(sample_wav)] * 3, str(path)], check=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import math
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -49,8 +50,10 @@ from app.store.tasks import ENDED, TaskStore
 from app.worker.queue import Queue, submit
 
 KEEPALIVE_SECONDS = 10
-"""A streamed answer sends a comment line with the task's stage and progress this often while
-the task runs, so that proxies keep the connection open."""
+"""A streamed answer sends a comment line with the task's stage and progress when it has sent
+nothing for this long, so that proxies keep the connection open."""
+STREAM_POLL_SECONDS = 1.0
+"""How often a streamed answer reads its task for newly transcribed text."""
 MAX_VOICES = 10
 """Most `known_speaker_references[]` one request may send (OpenAI takes 4)."""
 
@@ -326,7 +329,7 @@ def transcription_job(
     stream: Annotated[
         bool,
         Form(
-            description="Answer with server-sent events: `transcript.text.delta` a segment, `transcript.text.segment` too for `diarized_json`, then `transcript.text.done`; a comment line every 10 s until then."
+            description="Answer with server-sent events: `transcript.text.delta` with the text as it is transcribed (for `diarized_json` a segment each at the end, with a `transcript.text.segment`), then `transcript.text.done`; a comment line after 10 s with nothing sent."
         ),
     ] = False,
     known_speaker_names: Annotated[
@@ -445,7 +448,7 @@ async def create_transcription(
     identifier = await run_in_threadpool(_create, job, settings, store, queue, owner, profiles)
     if not job.stream:
         return _answer(await wait_for(identifier, store, waiter, WAIT_SECONDS), job)
-    updates = watch(identifier, store, waiter, WAIT_SECONDS, KEEPALIVE_SECONDS)
+    updates = watch(identifier, store, waiter, WAIT_SECONDS, STREAM_POLL_SECONDS)
     first = await anext(updates)  # no worker, or the task gone: an error answer, not a stream
     return StreamingResponse(
         _events(first, updates, job),
@@ -487,12 +490,21 @@ def _create(
 
 
 async def _events(first: Task, updates: AsyncIterator[Task], job: Job) -> AsyncIterator[str]:
-    """`stream=true`: comments while the task runs, then its text as OpenAI's events (an
+    """`stream=true`: the text as OpenAI's events. While the task runs, a delta with each
+    piece transcribed (not for `diarized_json`, whose segments need the speakers) or else a
+    comment with its stage every KEEPALIVE_SECONDS; the rest and `done` when it ends (an
     `error` event, which OpenAI's clients raise, when it failed or ran out of time)."""
-    task = first
+    task, sent, quiet_since = first, "", 0.0
+    diarized = job.response_format == "diarized_json"
     try:
         while task.status not in ENDED:
-            yield f": {task.stage or task.status} {task.progress or 0:.0f}%\n\n"
+            heard = "" if diarized else task.partial_text or ""
+            if len(heard) > len(sent) and heard.startswith(sent):  # a retry starts anew
+                yield _event(_delta(heard[len(sent) :].strip(), first=not sent))
+                sent, quiet_since = heard, time.monotonic()
+            elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                yield f": {task.stage or task.status} {task.progress or 0:.0f}%\n\n"
+                quiet_since = time.monotonic()
             task = await anext(updates)
     except StopAsyncIteration:  # out of time: the task goes on
         pass
@@ -503,15 +515,23 @@ async def _events(first: Task, updates: AsyncIterator[Task], job: Job) -> AsyncI
         yield _event(_error(*_failure(task)[1:]))
         return
     segments, text = _spoken(task.result or {})
-    for index, s in enumerate(segments):
-        piece = s["text"].strip()
-        delta = {"type": "transcript.text.delta", "delta": f" {piece}" if index else piece}
-        if job.response_format == "diarized_json":
-            yield _event(delta | {"segment_id": f"seg_{index}"})
-            yield _event(_diarized(index, s))
-        else:
-            yield _event(delta)
+    if sent:  # the deltas add up to the text, unless alignment changed what was heard
+        if text.startswith(sent) and text[len(sent) :].strip():
+            yield _event(_delta(text[len(sent) :].strip(), first=False))
+    else:
+        for index, s in enumerate(segments):
+            delta = _delta(s["text"].strip(), first=index == 0)
+            if diarized:
+                yield _event(delta | {"segment_id": f"seg_{index}"})
+                yield _event(_diarized(index, s))
+            else:
+                yield _event(delta)
     yield _event({"type": "transcript.text.done", "text": text})
+
+
+def _delta(piece: str, *, first: bool) -> dict[str, Any]:
+    """A delta event; pieces after the first begin with the space that joins them."""
+    return {"type": "transcript.text.delta", "delta": piece if first else f" {piece}"}
 
 
 def _event(data: BaseModel | dict[str, Any]) -> str:

@@ -140,14 +140,19 @@ class Stages:
     def __init__(self, task_type: str, settings: Settings, cache: ModelCache, report: Report):
         self.settings, self.cache, self.report = settings, cache, report
         self._weights = WEIGHTS[task_type]
-        self._done = 0.0
+        self._done = self._at = 0.0
         self.info: dict[str, Any] = {"stage_seconds": {}}
 
     def _stage(self, name: str) -> Progress:
         base, weight = self._done, self._weights.get(name, 0.0)
         self.report(name, base)
-        self._done += weight
-        return lambda percent: self.report(name, base + weight * min(percent, 100.0) / 100.0)
+        self._done, self._at = self._done + weight, base
+
+        def progress(percent: float) -> None:
+            self._at = base + weight * min(percent, 100.0) / 100.0
+            self.report(name, self._at)
+
+        return progress
 
     def _timed(self, name: str, started: float) -> None:
         self.info["stage_seconds"][name] = round(time.perf_counter() - started, 3)
@@ -157,8 +162,9 @@ class Stages:
     ) -> Transcript:
         progress, started = self._stage("transcribing"), time.perf_counter()
         transcript, info = transcribe(
-            audio, model, asr, vad, cache=self.cache, settings=self.settings, progress=progress
-        )
+            audio, model, asr, vad, cache=self.cache, settings=self.settings, progress=progress,
+            heard=lambda text: self.report("transcribing", self._at, partial_text=text),
+        )  # fmt: skip
         self.info["stage_seconds"]["vad"] = info.pop("vad_seconds")
         self.info.update(info)
         self._timed("transcribe", started)

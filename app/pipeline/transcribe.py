@@ -78,6 +78,8 @@ def load_whisper(
             between: Callable[[], None] = staticmethod(lambda: None)
             """Called in the caller's thread while a batch runs, twice a second (set per call:
             a cancel is seen there)."""
+            heard: Callable[[dict[str, list]], None] = staticmethod(lambda out: None)
+            """Called with each batch's texts once decoded (set per call)."""
             giving_up = threading.Event()
 
             def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
@@ -129,6 +131,7 @@ def load_whisper(
                     out["text"][i], out["avg_logprob"][i] = tokenizer.decode(tokens), logprob
                     out["no_speech_prob"][i] = result.no_speech_prob
                 self.windows += zip(out["no_speech_prob"], temperatures, strict=True)
+                self.heard(out)
                 return out
 
             def prompt(self, tokenizer: Any, options: Any) -> list[int]:
@@ -314,10 +317,11 @@ def detect_language(
 def transcribe(
     audio: np.ndarray, model: ModelOptions, asr: AsrOptions, vad: VadOptions, *,
     cache: ModelCache, settings: Settings, progress: Progress | None = None,
+    heard: Callable[[str], None] | None = None,
 ) -> tuple[Transcript, dict[str, Any]]:  # fmt: skip
     """Transcribe (or translate to English) 16 kHz audio; empty model options are the settings'.
     Returns the whisperX transcript and facts for the task metadata (model source, language
-    probability, candidates)."""
+    probability, candidates). `heard` is given the text so far after each batch."""
     name = model.model or settings.whisper_model
     device = model.device or settings.device
     compute_type = model.compute_type or settings.compute_type
@@ -379,8 +383,19 @@ def transcribe(
             info.setdefault("vad_seconds", round(time.perf_counter() - vad_started, 3))
             return type(pipeline)._forward(pipeline, inputs, **kwargs)
 
+        texts: list[str] = []
+
+        def hear(out: dict[str, list]) -> None:  # what the segments below keep, in order
+            windows = zip(out["text"], out["avg_logprob"], out["no_speech_prob"], strict=True)
+            texts.extend(
+                t.strip() for t, lp, ns in windows if t.strip() and not silent(lp, ns, asr)
+            )
+            if heard is not None:
+                heard(" ".join(texts))
+
         pipeline._forward = forward
         pipeline.model.between = lambda: report(done[0])
+        pipeline.model.heard = hear
         windows: list[tuple[float, float]] = []
         pipeline.model.windows = windows
         report(0.0)  # language detection can take seconds: a chance to stop before decoding
@@ -397,7 +412,7 @@ def transcribe(
         finally:
             pipeline.options = base
             pipeline.vad_model = None  # the Silero one is per call; the pyannote one is released
-            del pipeline._forward, pipeline.model.between
+            del pipeline._forward, pipeline.model.between, pipeline.model.heard
             held.close()
     info.setdefault("vad_seconds", round(time.perf_counter() - vad_started, 3))
     segments: list[Segment] = []

@@ -132,6 +132,10 @@ class Task(Base):
         JSON,
         comment='People\'s edits of a completed transcript, kept beside the machine result: {"speakers": {label: name}, "segments": {index: {"text", "speaker"}}}.',
     )
+    partial_text: Mapped[str | None] = mapped_column(
+        Text,
+        comment="Text transcribed so far while the task runs; empty once it has ended (the result holds the text).",
+    )
 
     __table_args__ = (Index("ix_tasks_status_created", "status", "created_at"),)
 

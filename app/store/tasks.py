@@ -123,7 +123,7 @@ class TaskStore:
         values = {
             "status": TaskStatus.processing, "start_time": now(), "stage": "starting",
             "progress": 0.0, "attempts": Task.attempts + 1, "worker": worker,
-            "heartbeat_at": now(), "cancel_requested": False,
+            "heartbeat_at": now(), "cancel_requested": False, "partial_text": None,
         }  # fmt: skip
         with self.session.begin() as s:
             query = update(Task).where(which).values(**values).returning(Task)
@@ -184,7 +184,7 @@ class TaskStore:
             if task is None or task.status in ENDED or (worker and task.worker != worker):
                 return None
             start = as_utc(task.start_time) or end
-            task.status, task.end_time = status, end
+            task.status, task.end_time, task.partial_text = status, end, None
             task.duration = round((end - start).total_seconds(), 3)
             for key, value in values.items():
                 setattr(task, key, value)
@@ -282,7 +282,7 @@ class TaskStore:
         if worker is not None:
             conditions.append(Task.worker == worker)
         values: dict[str, Any] = {"status": TaskStatus.queued, "start_time": None, "worker": None,
-                                  "stage": None, "progress": 0.0}  # fmt: skip
+                                  "stage": None, "progress": 0.0, "partial_text": None}  # fmt: skip
         if not attempt_counts:
             values["attempts"] = Task.attempts - 1
         return self._update(identifier, *conditions, **values)

@@ -62,6 +62,8 @@ class TaskMetadata(_TaskFacts):
     """1 = next to start; only while queued."""
     worker: Annotated[WorkerRef | None, BeforeValidator(worker_of)] = None
     """The worker that claimed the task (name, host, pid), from the moment it is claimed."""
+    partial_text: str | None = None
+    """The text transcribed so far, while the task is transcribing (the result has the text)."""
     processing: dict[str, Any] = Field(default_factory=dict)
     """How the result was made: model and its source, device, compute type, aligner, diarizer,
     detected language probability and candidates, seconds per stage, windows dropped as silence."""

@@ -18,7 +18,7 @@ export function showTask(id, navigate) {
   leaveTask();
   view = { id, gen: generation, navigate, colours: new Map() };
   statusNode.setAttribute('data-testid', 'task-status');
-  for (const node of ['#task-title', '#task-facts', '#task-stage', '#task-error', '#audio-note']) $(node).textContent = '';
+  for (const node of ['#task-title', '#task-facts', '#task-stage', '#task-error', '#task-partial', '#audio-note']) $(node).textContent = '';
   statusNode.textContent = 'loading';
   poll(view);
 }
@@ -74,6 +74,9 @@ function head(task) {
   $('#task-stage').textContent = stageText(task.status, m.stage, m.progress, m.queue_position);
   $('#task-progress').hidden = !unfinished(task.status);
   $('#task-progress').value = m.progress || 0;
+  const partial = unfinished(task.status) ? m.partial_text || '' : ''; // what is heard so far
+  $('#task-partial').textContent = partial;
+  $('#task-partial').hidden = !partial;
   $('#task-error').textContent = task.error || '';
   $('#cancel-task').hidden = !unfinished(task.status);
 }

@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import MODEL_DIR, REPO
 from tests.postgres import new_database
@@ -90,14 +89,6 @@ def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
         "ALLOW_PRIVATE_URLS": "true", "WEBHOOK_BACKOFF_SECONDS": "0.2", "LOG_LEVEL": "INFO",
         **extra,
     }  # fmt: skip
-
-
-@pytest.fixture
-def long_wav(tmp_path, sample_wav) -> Path:
-    """Ninety seconds of the real two-speaker call: long enough to act on while it runs."""
-    path = tmp_path / "ninety-seconds.wav"
-    subprocess.run(["sox", *[str(sample_wav)] * 3, str(path)], check=True)
-    return path
 
 
 def _ended(cluster: Cluster, identifier: str, timeout: float) -> dict:

@@ -61,6 +61,7 @@ def serve(settings, model_cache) -> Iterator[Callable[..., OpenAI]]:
     """Start the app (settings may be overridden) and give an OpenAI client pointed at it."""
     servers: list[Server] = []
     workers: list = []
+    clients: list[OpenAI] = []
 
     def start(**overrides) -> OpenAI:
         changed = settings.model_copy(update=overrides)
@@ -69,9 +70,13 @@ def serve(settings, model_cache) -> Iterator[Callable[..., OpenAI]]:
         server = Server(create_app(changed)).__enter__()
         servers.append(server)
         workers.append(worker)
-        return OpenAI(api_key="unused", base_url=f"{server.url}/v1", max_retries=0, timeout=300)
+        client = OpenAI(api_key="unused", base_url=f"{server.url}/v1", max_retries=0, timeout=300)
+        clients.append(client)
+        return client
 
     yield start
+    for client in clients:
+        client.close()
     for server in servers:
         server.__exit__()
     for worker in workers:
@@ -203,6 +208,26 @@ def test_stream_sends_openai_events_with_comments_until_the_text_is_ready(serve,
             file=f, model="gpt-transcribe", stream=True, response_format="srt"
         )
     assert "use response_format json, text or diarized_json" in caught.value.body["message"]
+
+
+def test_a_stream_sends_the_text_as_it_is_transcribed(serve, long_wav):
+    # a window a batch: the text grows window by window; the first piece comes while the task
+    # runs, so that it is cancelled then and the stream ends with the client's error
+    client = serve(whisper_model="tiny.en", batch_size=1)
+    service = str(client.base_url).removesuffix("/v1/")
+    with (
+        open(long_wav, "rb") as f,
+        client.audio.transcriptions.create(file=f, model="whisper-1", stream=True) as stream,
+    ):
+        first = next(iter(stream))
+        identifier = stream.response.headers["x-task-identifier"]
+        assert httpx.post(f"{service}/task/{identifier}/cancel").status_code == 200
+        with pytest.raises(openai.APIError) as caught:
+            list(stream)
+    assert first.type == "transcript.text.delta" and "hello" in first.delta.lower()
+    assert "cancelled" in caught.value.message.lower()
+    task = httpx.get(f"{service}/task/{identifier}").json()
+    assert task["metadata"]["stage"] == "cancelled" and task["metadata"]["partial_text"] is None
 
 
 def test_a_diarized_stream_gives_each_segment_with_its_speaker(serve, sample_wav):

@@ -240,6 +240,22 @@ def test_without_keys_the_list_opens_a_task_that_can_be_searched_corrected_and_e
     assert httpx.get(f"{site.open}/task/{identifier}").status_code == 404
 
 
+def test_while_a_long_task_is_transcribed_its_page_shows_the_text_so_far(site, page, long_wav):
+    # a window a batch: the text grows window by window while the page watches
+    identifier = httpx.post(
+        f"{site.open}/speech-to-text?language=en&diarize=false&batch_size=1",
+        files={"file": ("long.wav", long_wav.read_bytes())},
+    ).json()["identifier"]
+    page.goto(f"{site.open}/ui/task/{identifier}")
+    partial = page.get_by_test_id("partial-text")
+    expect(partial).to_contain_text("Hello", timeout=60_000)
+    expect(page.get_by_test_id("task-status")).to_have_text("processing")
+    page.locator("#cancel-task").click()
+    expect(page.get_by_test_id("task-status")).to_have_text("failed", timeout=30_000)
+    expect(partial).to_be_hidden()
+    assert httpx.delete(f"{site.open}/task/{identifier}").status_code == 200
+
+
 def test_in_firefox_a_person_uploads_reads_plays_and_renames(site, sample_wav):
     """The same page in Debian's Firefox ESR (WebDriver BiDi), on a phone-sized screen."""
     firefox = Firefox(width=390, height=844)

@@ -67,7 +67,7 @@ def test_the_migrations_build_exactly_the_models_schema(store):
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0008"
 
 
 def test_a_database_of_the_first_release_is_upgraded_in_place(db_url):
@@ -102,14 +102,16 @@ def test_a_task_goes_queued_processing_completed(store):
     assert claimed.status == TaskStatus.processing and claimed.worker == "w1@h"
     assert claimed.file_name == "x.wav" and claimed.attempts == 1
     assert store.claim(task.identifier, "w2@h", now() - timedelta(seconds=60), 2) is None
-    assert store.progress(task.identifier, "w1@h", "transcribing", 42.42)
+    assert store.progress(task.identifier, "w1@h", "transcribing", 42.42, partial_text="Hi.")
     assert not store.progress(task.identifier, "w2@h", "transcribing", 50)  # not its task
     got = store.get(task.identifier)
     assert (got.status, got.stage, got.progress) == (TaskStatus.processing, "transcribing", 42.4)
+    assert got.partial_text == "Hi."
     assert store.finish(task.identifier, {"segments": []}, {}, "w2@h") is None
     done = store.finish(task.identifier, {"segments": []}, {"model": "base"}, "w1@h", language="en")
     assert done.status == TaskStatus.completed and done.result == {"segments": []}
     assert done.language == "en" and done.info == {"model": "base"} and done.progress == 100
+    assert done.partial_text is None  # the result holds the text now
     assert done.duration is not None and done.duration >= 0
     assert store.fail(task.identifier, "late") is None  # a finished task stays finished
 
@@ -152,8 +154,11 @@ def test_a_task_of_a_silent_worker_is_taken_over_by_a_redelivery(store):
     silent_since = now() - timedelta(seconds=SILENT_SECONDS)
     assert store.claim(task.identifier, "new@h", silent_since, MAX_ATTEMPTS) is None  # alive
     _silent(store, task.identifier)
+    store.progress(task.identifier, "dead@h", "transcribing", 10, partial_text="Hello")
+    _silent(store, task.identifier)
     taken = store.claim(task.identifier, "new@h", silent_since, MAX_ATTEMPTS)
     assert taken.worker == "new@h" and taken.attempts == 2
+    assert taken.partial_text is None  # the new attempt transcribes from the start
     assert not store.progress(task.identifier, "dead@h", "transcribing", 10)  # the old one stops
     _silent(store, task.identifier)  # the second worker dies too: no third attempt
     assert store.claim(task.identifier, "third@h", silent_since, MAX_ATTEMPTS) is None
