@@ -71,8 +71,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(db_url: str, workdir: Path):
-    """Start `python -m app` on a free port; yields its base URL; terminates it after."""
+def running_server(db_url: str, workdir: Path, **settings: str):
+    """Start `python -m app` on a free port (`settings`: more environment, e.g. BATCH_SIZE);
+    yields its base URL; terminates it after."""
     port = _free_port()
     env = os.environ | {
         "DB_URL": db_url,
@@ -82,6 +83,7 @@ def running_server(db_url: str, workdir: Path):
         "HUB_ALLOWED": "false",
         "HF_HUB_OFFLINE": "1",
         "LOG_LEVEL": "WARNING",
+        **settings,
     }
     log = workdir / "server.log"
     with log.open("ab") as out:  # the child keeps its own copy of the handle

@@ -73,3 +73,13 @@ def test_diarized_segments_wait_for_their_speakers_and_a_failure_is_an_error_eve
         "code": "TASK_FAILED",
         "message": "The audio could not be decoded.",
     }
+
+
+def test_a_comment_with_the_stage_comes_whenever_nothing_was_sent_for_a_while(monkeypatch):
+    tasks = [_task(TaskStatus.queued), *[_task(TaskStatus.processing)] * 3,
+             _task(TaskStatus.completed, result={"segments": SEGMENTS})]  # fmt: skip
+    tasks[0].stage = None
+    assert [e for e in _stream(tasks) if isinstance(e, str)] == [": queued 40%\n\n"]
+    monkeypatch.setattr("app.api.openai.KEEPALIVE_SECONDS", 0)  # each update is "a while"
+    comments = [e for e in _stream(tasks) if isinstance(e, str)]
+    assert comments == [": queued 40%\n\n"] + [": transcribing 40%\n\n"] * 3
