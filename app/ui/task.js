@@ -75,8 +75,12 @@ function head(task) {
   $('#task-progress').hidden = !unfinished(task.status);
   $('#task-progress').value = m.progress || 0;
   const partial = unfinished(task.status) ? m.partial_text || '' : ''; // what is heard so far
-  $('#task-partial').textContent = partial;
-  $('#task-partial').hidden = !partial;
+  const box = $('#task-partial');
+  box.hidden = !partial;
+  if (box.textContent !== partial) {
+    box.textContent = partial;
+    box.scrollTop = box.scrollHeight; // the newest text in view
+  }
   $('#task-error').textContent = task.error || '';
   $('#cancel-task').hidden = !unfinished(task.status);
 }
