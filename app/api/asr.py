@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.api.deps import WAIT_SECONDS, StoreDep, WaiterDep, wait_for
@@ -239,7 +240,7 @@ async def asr(
     if task.status != TaskStatus.completed:
         return _unfinished(task, headers)
     disposition = f'attachment; filename="{quote(submitted.file_name)}.{submitted.output}"'
-    body = write(task.result or {}, submitted.output)
+    body = await run_in_threadpool(write, task.result or {}, submitted.output)  # seconds for hours
     return Response(
         body, media_type="text/plain", headers=headers | {"Content-Disposition": disposition}
     )

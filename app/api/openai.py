@@ -447,7 +447,8 @@ async def create_transcription(
         profiles.append({"name": name, "embedding": voice["embedding"], "model": voice["model"]})
     identifier = await run_in_threadpool(_create, job, settings, store, queue, owner, profiles)
     if not job.stream:
-        return _answer(await wait_for(identifier, store, waiter, WAIT_SECONDS), job)
+        task = await wait_for(identifier, store, waiter, WAIT_SECONDS)
+        return await run_in_threadpool(_answer, task, job)  # subtitles of hours take seconds
     updates = watch(identifier, store, waiter, WAIT_SECONDS, STREAM_POLL_SECONDS)
     first = await anext(updates)  # no worker, or the task gone: an error answer, not a stream
     return StreamingResponse(
@@ -473,7 +474,8 @@ async def create_translation(
     """Translate speech in any language into English text, as OpenAI's endpoint does, and
     answer when done. Needs a multilingual model (`whisper-1`/`base`, not a `.en` one)."""
     identifier = await run_in_threadpool(_create, job, settings, store, queue, owner)
-    return _answer(await wait_for(identifier, store, waiter, WAIT_SECONDS), job)
+    task = await wait_for(identifier, store, waiter, WAIT_SECONDS)
+    return await run_in_threadpool(_answer, task, job)
 
 
 def _create(

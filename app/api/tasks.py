@@ -25,7 +25,7 @@ from app.api.deps import SettingsDep, StoreDep, WaiterDep
 from app.api.schemas import CancelResponse, DeleteResponse
 from app.auth import AUDIO_LINK_SECONDS, Owner, audio_link, check_owner
 from app.errors import ERROR_RESPONSES, ErrorResponse, ServiceError, task_not_found
-from app.pipeline.formats import MEDIA_TYPES, render
+from app.pipeline.formats import MAX_LINE, MAX_LINES, MEDIA_TYPES, render
 from app.settings import Settings
 from app.store.models import Task, TaskStatus, TaskType
 from app.store.tasks import ENDED, UNFINISHED, TaskStore, as_utc, now
@@ -140,6 +140,17 @@ async def get_task(
         bool,
         Query(description="The machine's transcript, without people's corrections."),
     ] = False,
+    max_line_width: Annotated[
+        int,
+        Query(
+            ge=10,
+            le=1000,
+            description="Characters per subtitle line (srt, vtt); SRT's speaker label counts, but leaves at least half a line for words.",
+        ),
+    ] = MAX_LINE,
+    max_line_count: Annotated[
+        int, Query(ge=1, le=10, description="Lines per subtitle cue (srt, vtt).")
+    ] = MAX_LINES,
 ) -> TaskResult | Response:
     """Status, result (once completed), error (once failed) and metadata of one task,
     including its stage, progress, queue position and how it was processed."""
@@ -153,7 +164,10 @@ async def get_task(
         if task is None:
             raise task_not_found(identifier)
     if format is not None:
-        return _rendered(task, format, original)
+        # seconds for hours of speech: off the event loop
+        return await run_in_threadpool(
+            _rendered, task, format, original, max_line_width, max_line_count
+        )
     position = await run_in_threadpool(store.queue_position, task)
     return task_result(task, position, original)
 
@@ -164,11 +178,11 @@ def _completed(task: Task, then: str) -> None:
         raise ServiceError(409, "TASK_NOT_COMPLETED", message)
 
 
-def _rendered(task: Task, fmt: str, original: bool = False) -> Response:
+def _rendered(task: Task, fmt: str, original: bool, width: int, lines: int) -> Response:
     _completed(task, "formats are available")
     try:
         result = task.result if original else corrected(task.result, task.corrections)
-        body, media_type = render(result, fmt)
+        body, media_type = render(result, fmt, width=width, lines=lines)
     except ValueError as exc:
         raise ServiceError(400, "UNSUPPORTED_FORMAT", str(exc)) from None
     stem = Path(task.file_name or task.identifier).stem or task.identifier

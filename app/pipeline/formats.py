@@ -21,9 +21,10 @@ MEDIA_TYPES = {
 }
 
 MAX_LINE = 42
-"""Characters per subtitle line (the common broadcast limit); an SRT speaker label counts."""
+"""Characters per subtitle line by default (the common broadcast limit); an SRT speaker label
+counts."""
 MAX_LINES = 2
-"""Lines per subtitle cue."""
+"""Lines per subtitle cue by default."""
 MIN_CUE_MS = 1
 """Shortest cue: a cue never ends before it starts, even for a word timed as a point."""
 
@@ -50,10 +51,13 @@ class Cue:
     speaker: str | None
 
 
-def render(result: Any, fmt: str, *, uri: str = "audio") -> tuple[str, str]:
+def render(
+    result: Any, fmt: str, *, uri: str = "audio", width: int = MAX_LINE, lines: int = MAX_LINES
+) -> tuple[str, str]:
     """(body, media type) of a finished task's `result` in `fmt` (one of FORMATS). `uri` names
-    the recording in RTTM. Raises ValueError for an unknown format or one the result cannot
-    have (subtitles of a diarization, RTTM of a transcript without speakers)."""
+    the recording in RTTM; subtitle cues have up to `lines` lines of `width` characters. Raises
+    ValueError for an unknown format or one the result cannot have (subtitles of a
+    diarization, RTTM of a transcript without speakers)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}")
     if fmt == "json":
@@ -65,18 +69,22 @@ def render(result: Any, fmt: str, *, uri: str = "audio") -> tuple[str, str]:
         raise ValueError(
             f"a {fmt} file needs a transcript (with segments); this result renders as {other}"
         )
-    writer = {"srt": srt, "vtt": vtt, "txt": txt, "tsv": tsv}[fmt]
-    return writer(result["segments"]), MEDIA_TYPES[fmt]
+    segments = result["segments"]
+    if fmt in ("srt", "vtt"):
+        return (srt if fmt == "srt" else vtt)(segments, width, lines), MEDIA_TYPES[fmt]
+    return (txt if fmt == "txt" else tsv)(segments), MEDIA_TYPES[fmt]
 
 
 def _label(speaker: str | None) -> str:
     return f"[{speaker}] " if speaker else ""
 
 
-def srt(segments: Sequence[Mapping[str, Any]]) -> str:
+def srt(
+    segments: Sequence[Mapping[str, Any]], width: int = MAX_LINE, lines: int = MAX_LINES
+) -> str:
     """SubRip: numbered cues, `00:01:02,345` times, `[SPEAKER_00] ` before a speaker's cue."""
     blocks = []
-    for number, cue in enumerate(cues(segments, label_width=lambda s: len(_label(s))), 1):
+    for number, cue in enumerate(cues(segments, lambda s: len(_label(s)), width, lines), 1):
         text = "\n".join([_label(cue.speaker) + cue.lines[0], *cue.lines[1:]])
         span = f"{timestamp(cue.start_ms, ',')} --> {timestamp(cue.end_ms, ',')}"
         blocks.append(f"{number}\n{span}\n{text}\n")
@@ -87,15 +95,17 @@ def _escape_vtt(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def vtt(segments: Sequence[Mapping[str, Any]]) -> str:
+def vtt(
+    segments: Sequence[Mapping[str, Any]], width: int = MAX_LINE, lines: int = MAX_LINES
+) -> str:
     """WebVTT: `00:01:02.345` times, the speaker as a voice tag (`<v SPEAKER_00>`)."""
     blocks = ["WEBVTT\n"]
-    for cue in cues(segments):
-        lines = [_escape_vtt(line) for line in cue.lines]
+    for cue in cues(segments, width=width, lines=lines):
+        shown = [_escape_vtt(line) for line in cue.lines]
         if cue.speaker:
-            lines[0] = f"<v {_escape_vtt(cue.speaker)}>{lines[0]}"
+            shown[0] = f"<v {_escape_vtt(cue.speaker)}>{shown[0]}"
         span = f"{timestamp(cue.start_ms, '.')} --> {timestamp(cue.end_ms, '.')}"
-        blocks.append(f"{span}\n" + "\n".join(lines) + "\n")
+        blocks.append(f"{span}\n" + "\n".join(shown) + "\n")
     return "\n".join(blocks)
 
 
@@ -152,9 +162,10 @@ def timestamp(ms: int, separator: str, hours: bool = True) -> str:
 
 
 def cues(
-    segments: Sequence[Mapping[str, Any]], label_width: LabelWidth = lambda speaker: 0
-) -> list[Cue]:
-    """Subtitle cues of at most MAX_LINES lines of MAX_LINE characters, in time order and not
+    segments: Sequence[Mapping[str, Any]], label_width: LabelWidth = lambda speaker: 0,
+    width: int = MAX_LINE, lines: int = MAX_LINES,
+) -> list[Cue]:  # fmt: skip
+    """Subtitle cues of at most `lines` lines of `width` characters, in time order and not
     overlapping. A long segment becomes several cues, cut between words at the words' own times
     (or, without word times, at times shared out by characters); a speaker change inside a
     segment starts a new cue. No word is left out; a word longer than a line is cut into parts.
@@ -163,7 +174,7 @@ def cues(
         cue
         for segment in segments
         if segment["text"].strip()
-        for cue in _balanced(_pieces(segment), label_width)
+        for cue in _balanced(_pieces(segment), label_width, width, lines)
     ]
     return _ordered(made)
 
@@ -273,22 +284,25 @@ def _split_long(piece: _Piece, width: int) -> list[_Piece]:
     return parts
 
 
-def _balanced(pieces: list[_Piece], label_width: LabelWidth) -> list[Cue]:
+def _balanced(pieces: list[_Piece], label_width: LabelWidth, width: int, lines: int) -> list[Cue]:
     """The layout with the narrowest lines that still needs no more cues and lines than
     full-width lines do: even lines and cues instead of a full one and a leftover word."""
-    best = _layout(pieces, label_width, MAX_LINE)
+    best = _layout(pieces, label_width, width, lines)
     needed = (len(best), sum(len(c.lines) for c in best))
-    for width in range(MAX_LINE - 1, MAX_LINE // 2, -1):
-        trial = _layout(pieces, label_width, width)
+    # down to the longest line a narrower width fills the same lines (so max_line_width=1000
+    # costs no more than 42): start below it
+    longest = max(len(t) + (label_width(c.speaker) if not i else 0) for c in best for i, t in enumerate(c.lines))  # fmt: skip
+    for narrower in range(min(width, longest) - 1, width // 2, -1):
+        trial = _layout(pieces, label_width, narrower, lines)
         if (len(trial), sum(len(c.lines) for c in trial)) != needed:
             break
         best = trial
     return best
 
 
-def _layout(pieces: list[_Piece], label_width: LabelWidth, width: int) -> list[Cue]:
-    """Fill lines of `width` greedily with whole words; a full cue or a new speaker starts the
-    next cue."""
+def _layout(pieces: list[_Piece], label_width: LabelWidth, width: int, most: int) -> list[Cue]:
+    """Fill lines of `width` greedily with whole words; a cue full at `most` lines or a new
+    speaker starts the next cue."""
     made: list[Cue] = []
     lines: list[list[_Piece]] = []
 
@@ -318,7 +332,7 @@ def _layout(pieces: list[_Piece], label_width: LabelWidth, width: int) -> list[C
                 if len(_join(line)) + int(piece.space) + len(piece.text) <= limit:
                     line.append(piece)
                     continue
-                if len(lines) == MAX_LINES:
+                if len(lines) == most:
                     close()
             lines.append([piece])
     close()

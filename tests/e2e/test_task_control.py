@@ -142,6 +142,9 @@ def test_a_finished_task_can_be_fetched_as_subtitles_and_text(client, sample_wav
     assert len(cues) >= len(task["result"]["segments"])
     assert {c.content.split("]")[0] + "]" for c in cues} == {"[SPEAKER_00]", "[SPEAKER_01]"}
     assert all(len(line) <= 42 for c in cues for line in c.content.splitlines())
+    short = list(srt.parse(client.get(f"/task/{identifier}?format=srt&max_line_width=32&max_line_count=1").text))  # fmt: skip
+    assert len(short) > len(cues) and all("\n" not in c.content and len(c.content) <= 32 for c in short)  # fmt: skip
+    assert client.get(f"/task/{identifier}?format=srt&max_line_width=5").status_code == 422
     assert abs(cues[0].start.total_seconds() - task["result"]["segments"][0]["start"]) < 0.01
 
     import io

@@ -54,10 +54,10 @@ def strip_label(line: str) -> str:
     return line.split("] ", 1)[1] if line.startswith("[") else line
 
 
-def check_layout(lines_per_cue: list[list[str]]) -> None:
+def check_layout(lines_per_cue: list[list[str]], width: int = MAX_LINE, most: int = MAX_LINES) -> None:  # fmt: skip
     for lines in lines_per_cue:
-        assert 1 <= len(lines) <= MAX_LINES, lines
-        assert all(0 < len(line) <= MAX_LINE for line in lines), lines
+        assert 1 <= len(lines) <= most, lines
+        assert all(0 < len(line) <= width for line in lines), lines
 
 
 def check_order(spans: list[tuple[float, float]]) -> None:
@@ -98,6 +98,25 @@ def test_srt_splits_long_segments_at_word_times_and_keeps_every_word():
     # every cue carries its speaker's label on its first line, counted in the line length
     assert all(c.content.startswith("[SPEAKER_00] ") for c in cues[:-1])
     assert cues[-1].content == "[SPEAKER_01] Yes."
+
+
+@pytest.mark.parametrize(("width", "most"), [(20, 1), (32, 1), (60, 3), (1000, 1)])
+def test_line_width_and_count_can_be_chosen_and_every_word_is_kept(width, most):
+    result = {"segments": [timed(LONG, 1.0, speaker="SPEAKER_00"), timed(LONG, 20.0)]}
+    spoken = "".join(LONG.split()) * 2  # every character in order (a cut word has no space)
+    cues = srt_cues(render(result, "srt", width=width, lines=most)[0])
+    # the label counts, but leaves at least half a line for words (or long names cut them up)
+    narrow = width - len("[SPEAKER_00] ") < width // 2
+    shown = [[strip_label(x) if narrow else x for x in c.content.splitlines()] for c in cues]
+    check_layout(shown, width, most)
+    check_order([(seconds(c.start), seconds(c.end)) for c in cues])
+    text = "".join(strip_label(line) for c in cues for line in c.content.splitlines())
+    assert "".join(text.split()) == spoken
+    captions = vtt_cues(render(result, "vtt", width=width, lines=most)[0])
+    check_layout([c.text.splitlines() for c in captions], width, most)
+    assert "".join("".join(c.text.split()) for c in captions) == spoken
+    if width == 1000:  # one line a segment: no cue is cut where the text does not need it
+        assert len(cues) == len(captions) == 2
 
 
 def test_srt_timestamps_are_hours_minutes_seconds_commas_milliseconds():
