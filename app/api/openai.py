@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -437,14 +438,17 @@ async def create_transcription(
     service's workers, so it queues behind other tasks and is listed by `GET /task/all`; the
     `X-Task-Identifier` header names it. Words are aligned only when `word` timestamps or
     speakers are asked for."""
-    profiles = []
-    for index, (name, upload) in enumerate(job.voices):
+
+    async def profile(index: int, name: str, upload: UploadFile) -> dict[str, Any]:
         try:
             voice = await voice_of(upload, settings, store, queue, waiter, owner)
         except ServiceError as exc:
             exc.message = f"known_speaker_references[{index}] ({name}): {exc.message}"
             raise
-        profiles.append({"name": name, "embedding": voice["embedding"], "model": voice["model"]})
+        return {"name": name, "embedding": voice["embedding"], "model": voice["model"]}
+
+    # each voice is a task: with several workers they are enrolled side by side
+    profiles = await asyncio.gather(*(profile(i, *voice) for i, voice in enumerate(job.voices)))
     identifier = await run_in_threadpool(_create, job, settings, store, queue, owner, profiles)
     if not job.stream:
         task = await wait_for(identifier, store, waiter, WAIT_SECONDS)
