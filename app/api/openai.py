@@ -57,6 +57,9 @@ STREAM_POLL_SECONDS = 1.0
 """How often a streamed answer reads its task for newly transcribed text."""
 MAX_VOICES = 10
 """Most `known_speaker_references[]` one request may send (OpenAI takes 4)."""
+MAX_FIELD_BYTES = 8 * 1024 * 1024
+"""Largest form field other than the file: a `known_speaker_references[]` data URL of 10 s of
+48 kHz stereo float WAV, as a browser records it, is 5 MB (Starlette's default is 1 MB)."""
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
 TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
@@ -90,6 +93,7 @@ router = APIRouter(
     prefix="/v1/audio",
     tags=["OpenAI compatible"],
     route_class=_OpenAIRoute,
+    form_limits={"max_part_size": MAX_FIELD_BYTES},
     responses={
         **ERROR_RESPONSES,
         "4XX": {"model": ErrorResponse, "description": "Invalid request (validation errors too)"},

@@ -251,33 +251,26 @@ def test_a_diarized_stream_gives_each_segment_with_its_speaker(serve, sample_wav
     assert "".join(d.delta for d in deltas) == events[-1].text
 
 
-def _clip(source: Path, start: float, end: float, out: Path) -> Path:
-    command = [
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
-        "-i",
-        str(source),
-        "-ss",
-        str(start),
-        "-to",
-        str(end),
-    ]
-    subprocess.run([*command, str(out)], check=True)
+def _clip(source: Path, start: float, end: float, out: Path, *encoding: str) -> Path:
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(source), "-ss", str(start), "-to", str(end)]  # fmt: skip
+    subprocess.run([*command, *encoding, str(out)], check=True)
     return out
 
 
 def test_known_speakers_are_named_from_their_references(serve, sample_wav, sample_turns, tmp_path):
     client = serve(whisper_model="tiny.en")
     people = {"Sheila": ("speaker90", 10.6, 14.45), "Diane": ("speaker91", 21.8, 27.8)}
-    references = [  # stretches where only that person speaks (sample.rttm)
+    # stretches where only that person speaks (sample.rttm); Diane's as a browser records
+    # (48 kHz stereo float: a 3 MB data URL)
+    browser = ("-ar", "48000", "-ac", "2", "-c:a", "pcm_f32le")
+    references = [
         "data:audio/wav;base64,"
         + base64.b64encode(
-            _clip(sample_wav, start, end, tmp_path / f"{name}.wav").read_bytes()
+            _clip(sample_wav, start, end, tmp_path / f"{name}.wav", *(browser if name == "Diane" else ())).read_bytes()
         ).decode()
         for name, (_, start, end) in people.items()
-    ]
+    ]  # fmt: skip
+    assert len(references[1]) > 3_000_000
     with open(sample_wav, "rb") as f:
         result = client.audio.transcriptions.create(
             file=f,
@@ -303,6 +296,7 @@ def test_known_speakers_are_named_from_their_references(serve, sample_wav, sampl
         (["Sheila"], ["https://example.com/sheila.wav"], "must be a base64 data URL"),
         (["Sheila"], ["data:audio/wav;base64," + base64.b64encode(short.read_bytes()).decode()],
          "known_speaker_references[0] (Sheila): "),
+        (["Sheila"], ["data:audio/wav;base64," + "A" * 9_000_000], "8192KB"),
     ]  # fmt: skip
     for names, urls, message in cases:
         with open(sample_wav, "rb") as f, pytest.raises(openai.BadRequestError) as caught:
