@@ -1,4 +1,5 @@
-"""GET /models: the Whisper models this service can serve here, and which are loaded."""
+"""GET /models: the Whisper models this service can serve here, and which are loaded; GET
+/v1/models: the same as OpenAI's API lists them."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ from pydantic import BaseModel
 
 from app.api.deps import SettingsDep, StoreDep
 from app.auth import owner
-from app.errors import ERROR_RESPONSES
+from app.errors import ERROR_RESPONSES, ServiceError
 from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
+from app.settings import Settings
+from app.store.tasks import TaskStore
 
 router = APIRouter(tags=["Models"], responses=ERROR_RESPONSES, dependencies=[Depends(owner)])
+
+OPENAI_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize")  # fmt: skip
+"""OpenAI's names that GET /v1/models lists first: each means WHISPER_MODEL here."""
 
 
 class ModelInfo(BaseModel):
@@ -32,10 +38,47 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
 
 
+class OpenAIModel(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "whisperx"
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
+
+
 @router.get("/models", response_model=ModelList)
 def list_models(settings: SettingsDep, store: StoreDep) -> ModelList:
     """Every model name the API accepts, plus model folders found in MODEL_DIR, with where each
     would come from. Unavailable models need a folder in MODEL_DIR or hub access."""
+    return _models(settings, store)
+
+
+@router.get("/v1/models", response_model=OpenAIModelList, tags=["OpenAI compatible"])
+def list_openai_models(settings: SettingsDep, store: StoreDep) -> OpenAIModelList:
+    """The models as OpenAI's API lists them (clients test a connection with it): OpenAI's
+    names, which mean WHISPER_MODEL, then every model available here."""
+    return OpenAIModelList(data=[OpenAIModel(id=name) for name in _openai_names(settings, store)])
+
+
+@router.get("/v1/models/{model:path}", response_model=OpenAIModel, tags=["OpenAI compatible"])
+def get_openai_model(model: str, settings: SettingsDep, store: StoreDep) -> OpenAIModel:
+    """One of the models GET /v1/models lists; 404 for any other name."""
+    if model not in _openai_names(settings, store):
+        message = f"The model '{model}' is not available here: GET /v1/models lists those that are."
+        raise ServiceError(404, "MODEL_NOT_FOUND", message)
+    return OpenAIModel(id=model)
+
+
+def _openai_names(settings: Settings, store: TaskStore) -> list[str]:
+    available = [m.name for m in _models(settings, store).models if m.available]
+    return list(dict.fromkeys([*OPENAI_NAMES, *available]))
+
+
+def _models(settings: Settings, store: TaskStore) -> ModelList:
     local = sorted(
         str(p.parent.relative_to(settings.model_dir))
         for p in settings.model_dir.glob("**/model.bin")

@@ -178,6 +178,18 @@ def test_json_text_srt_and_vtt_of_one_recording(client, chicago_clip):
     assert params["asr"]["temperatures"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
 
+def test_models_are_listed_as_openai_lists_them(serve):
+    client = serve(whisper_model="tiny.en")
+    ids = [m.id for m in client.models.list()]
+    assert ids[0] == "whisper-1" and "gpt-4o-transcribe" in ids
+    assert "tiny.en" in ids and "base" in ids  # bundled here
+    assert "large-v3" not in ids  # no hub, no folder: not available
+    assert client.models.retrieve("tiny.en").object == "model"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("large-v3")
+    assert "GET /v1/models lists" in caught.value.body["message"]
+
+
 def test_stream_sends_openai_events_with_comments_until_the_text_is_ready(serve, chicago_clip):
     client = serve(whisper_model="tiny.en")
     service = str(client.base_url).removesuffix("/v1/")
