@@ -168,8 +168,13 @@ async def get_task(
         return await run_in_threadpool(
             _rendered, task, format, original, max_line_width, max_line_count
         )
-    position = await run_in_threadpool(store.queue_position, task)
-    return task_result(task, position, original)
+    # a transcript of hours is megabytes of JSON: made in a thread, not on the event loop
+    return await run_in_threadpool(_shown, task, store, original)
+
+
+def _shown(task: Task, store: TaskStore, original: bool) -> Response:
+    view = task_result(task, store.queue_position(task), original)
+    return Response(view.model_dump_json(), media_type="application/json")
 
 
 def _completed(task: Task, then: str) -> None:
