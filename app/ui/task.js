@@ -108,10 +108,10 @@ async function showTranscript(v, task) {
   const stem = (task.metadata.file_name || v.id).replace(/\.[^.]+$/, '') || v.id;
   for (const format of FORMATS) {
     const link = $(`[data-testid=export-${format}]`);
-    link.href = path(v, `?format=${format}`);
     link.download = `${stem}.${format}`;
     link.hidden = format !== 'json' && !Array.isArray(segments);
   }
+  exportLinks(v);
   $('#transcript-area').hidden = false;
   if (!Array.isArray(segments)) {
     transcript.replaceChildren(el('p', { class: 'muted' }, 'This result is not a transcript: export it as JSON.'));
@@ -417,6 +417,16 @@ function newLabel(labels) {
     if (!labels.includes(label)) return label;
   }
 }
+
+// subtitles in the chosen layout: lines per cue and characters per line
+function exportLinks(v) {
+  const layout = $('#cue-layout').value;
+  for (const format of FORMATS) {
+    const subtitles = layout && (format === 'srt' || format === 'vtt');
+    $(`[data-testid=export-${format}]`).href = path(v, `?format=${format}${subtitles ? `&${layout}` : ''}`);
+  }
+}
+$('#cue-layout').addEventListener('change', () => view && exportLinks(view));
 
 // exports: a plain download link, unless the key must go with the request
 document.addEventListener('click', (e) => {

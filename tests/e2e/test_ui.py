@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+import srt
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from app.main import create_app
@@ -218,6 +219,11 @@ def test_without_keys_the_list_opens_a_task_that_can_be_searched_corrected_and_e
     with page.expect_download() as download:
         page.get_by_test_id("export-txt").click()
     assert "I did not know you were around" in Path(download.value.path()).read_text()
+    page.get_by_test_id("cue-layout").select_option(label="1 line × 32 (phone)")
+    with page.expect_download() as download:
+        page.get_by_test_id("export-srt").click()
+    cues = list(srt.parse(Path(download.value.path()).read_text()))
+    assert len(cues) > 4 and all("\n" not in c.content and len(c.content) <= 32 for c in cues)
     assert page.get_by_test_id("export-vtt").get_attribute("download") == "sample.vtt"
     original = httpx.get(f"{site.open}/task/{identifier}?original=true").json()
     assert "did not know" not in str(original["result"])
