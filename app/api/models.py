@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from app.api.deps import SettingsDep, StoreDep
+from app.api.openai import OPENAI_NAMES
 from app.auth import owner
 from app.errors import ERROR_RESPONSES, ServiceError
 from app.pipeline.models import WHISPER_MODELS, ModelUnavailable, resolve_whisper_model
@@ -16,9 +17,6 @@ from app.settings import Settings
 from app.store.tasks import TaskStore
 
 router = APIRouter(tags=["Models"], responses=ERROR_RESPONSES, dependencies=[Depends(owner)])
-
-OPENAI_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize")  # fmt: skip
-"""OpenAI's names that GET /v1/models lists first: each means WHISPER_MODEL here."""
 
 
 class ModelInfo(BaseModel):

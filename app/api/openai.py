@@ -232,6 +232,11 @@ def _list_field(name: str, description: str) -> Any:
     return Form(alias=f"{name}[]", description=description)
 
 
+OPENAI_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize")  # fmt: skip
+"""OpenAI's names that GET /v1/models lists first; `service_model` takes these and any other
+`gpt-…transcribe…` name."""
+
+
 def service_model(model: str, settings: Settings) -> str:
     """OpenAI's model names (`whisper-1`, `gpt-transcribe`, `gpt-4o-mini-transcribe`, …) mean
     the service's WHISPER_MODEL; any other name is a model of the service."""
