@@ -41,7 +41,7 @@ def task_not_found(identifier: str) -> ServiceError:
 
 
 def envelope(
-    status_code: int, code: str, message: str, headers: dict | None = None
+    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message), detail=message)
     return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
@@ -53,7 +53,7 @@ HTTP_CODES = {
     429: "TOO_MANY_REQUESTS", 503: "UNAVAILABLE", 507: "INSUFFICIENT_STORAGE",
 }  # fmt: skip
 
-ERROR_RESPONSES: dict[int | str, dict] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": name.replace("_", " ").capitalize()}
     for code, name in HTTP_CODES.items()
     if code in (400, 401, 403, 404, 409, 413, 415, 429, 503, 507)
@@ -91,7 +91,7 @@ def install(app: FastAPI) -> None:
         return envelope(exc.status_code, code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, _exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return envelope(500, "INTERNAL_ERROR", "Internal server error; the log has the details.")
 

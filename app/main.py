@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = TaskStore(make_engine(settings.db_url))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         settings.media_dir.mkdir(parents=True, exist_ok=True)
         store.create_schema()
         supervisor = Supervisor(settings)

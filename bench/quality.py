@@ -146,7 +146,7 @@ def timing_sets(plan: Plan) -> dict[str, list[Speech]]:
         for name, make in (
             ("words, 0-300 ms gaps", lambda t, v, r, s: espeak_word_by_word(t.split(), v, r, seed=s)),
             ("words, 30-80 ms gaps", lambda t, v, r, s: espeak_word_by_word(t.split(), v, r, gaps=(0.03, 0.08), no_gap_share=0.0, seed=s)),
-            ("continuous", lambda t, v, r, s: padded(*espeak_words(t, v, r))),
+            ("continuous", lambda t, v, r, _: padded(*espeak_words(t, v, r))),
         ):  # fmt: skip
             speech = []
             for n, (voice, rate) in enumerate(combos):

@@ -35,7 +35,7 @@ class Waiter:
     def __init__(self, store: TaskStore) -> None:
         self.store = store
         self._waiting: dict[str, list[asyncio.Event]] = {}
-        self._poller: asyncio.Task | None = None
+        self._poller: asyncio.Task[None] | None = None
 
     async def wait(self, identifier: str, timeout: float) -> None:
         """Return when the task has ended, or after `timeout` seconds."""

@@ -19,13 +19,13 @@ async def root() -> RedirectResponse:
 
 
 @router.get("/health")
-async def health(settings: SettingsDep) -> dict:
+async def health(settings: SettingsDep) -> dict[str, str]:
     """The service is up."""
     return {"status": "ok", "message": "Service is running", "environment": settings.environment}
 
 
 @router.get("/health/live")
-async def live() -> dict:
+async def live() -> dict[str, str]:
     """The process answers (never blocked by a running task: tasks run in workers)."""
     return {
         "status": "ok",
@@ -35,7 +35,7 @@ async def live() -> dict:
 
 
 @router.get("/health/ready", responses={503: {"description": "Not ready; `checks` says why."}})
-def ready(store: StoreDep, queue: QueueDep, settings: SettingsDep) -> JSONResponse:
+def ready(store: StoreDep, queue: QueueDep) -> JSONResponse:
     """Ready to run tasks: the database (and with QUEUE=celery the broker) answers, ffmpeg is
     installed and a worker is alive and warm; 503 otherwise, with what is missing."""
     checks = {"database": "ok", "ffmpeg": "ok" if shutil.which("ffmpeg") else "missing"}

@@ -212,7 +212,10 @@ def _no_constants(name: str) -> Any:
 
 
 def read_json(
-    upload: UploadFile, field: str, shape: type[BaseModel] | type[RootModel], settings: Settings
+    upload: UploadFile,
+    field: str,
+    shape: type[BaseModel] | type[RootModel[Any]],
+    settings: Settings,
 ) -> Any:
     """Parse an uploaded JSON file and check its shape; bad input is a 422 naming the field,
     in FastAPI's validation format."""

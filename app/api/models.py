@@ -95,7 +95,7 @@ def _models(settings: Settings, store: TaskStore) -> ModelList:
             ModelInfo(
                 name=name,
                 available=source is not None,
-                source=source,  # type: ignore[arg-type]
+                source=source,
                 loaded=name in loaded,
                 english_only=name.endswith(".en"),
             )

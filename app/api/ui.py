@@ -20,7 +20,7 @@ router = APIRouter()
 
 @router.get("/ui", include_in_schema=False)
 @router.get("/ui/task/{identifier}", include_in_schema=False)
-def page(identifier: str | None = None) -> FileResponse:
+def page() -> FileResponse:
     return FileResponse(ASSETS / "index.html", headers={"cache-control": "no-cache"})
 
 

@@ -18,7 +18,7 @@ DOCS = Path(__file__).resolve().parent
 
 
 def openapi_json() -> str:
-    settings = Settings(_env_file=None, device="cpu", compute_type="int8")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, device="cpu", compute_type="int8")
     return json.dumps(create_app(settings).openapi(), indent=2, sort_keys=True) + "\n"
 
 
@@ -40,7 +40,8 @@ def schema_markdown() -> str:
             lines.append(
                 f"| `{column.name}` | {column.type} | {nullable} | {column.comment or ''} |"
             )
-        for name, dialect in (("SQLite", sqlite.dialect()), ("PostgreSQL", postgresql.dialect())):
+        dialects = ("SQLite", sqlite.dialect()), ("PostgreSQL", postgresql.dialect())  # type: ignore[no-untyped-call]
+        for name, dialect in dialects:
             ddl = [str(CreateTable(table).compile(dialect=dialect)).strip() + ";"]
             ddl += [
                 str(CreateIndex(i).compile(dialect=dialect)) + ";"

@@ -224,10 +224,10 @@ def _interpolate(words: list[Word], method: str, lo: float, hi: float) -> None:
             w["start"], w["end"] = starts[j], ends[j]
 
 
-def _even_chars(segment: Segment) -> list[dict]:
+def _even_chars(segment: Segment) -> list[dict[str, Any]]:
     """Character timings spread evenly over each word (the offline aligners time words only)."""
     text = segment["text"]
-    chars: list[dict] = [{"char": c} for c in text]
+    chars: list[dict[str, Any]] = [{"char": c} for c in text]
     cursor = 0
     for w in segment.get("words", []):
         at = text.find(w["word"], cursor)
@@ -251,7 +251,7 @@ class SegmentAligner:
 
     def time_segment(
         self, segment: Segment, audio: np.ndarray, chars: bool
-    ) -> tuple[list[Word], list[dict]]:
+    ) -> tuple[list[Word], list[dict[str, Any]]]:
         """Timed pieces of the segment's text (seconds in `audio`) and, when `chars`, the
         timings of its characters (empty: spread evenly over the words)."""
         raise NotImplementedError
@@ -261,10 +261,10 @@ class SegmentAligner:
         return_char_alignments: bool = False, progress: Progress | None = None,
     ) -> AlignedTranscript:  # fmt: skip
         timed: list[list[Word]] = []
-        chars: list[list[dict]] = []
+        chars: list[list[dict[str, Any]]] = []
         segments = transcript["segments"]
 
-        def time(segment: Segment) -> tuple[list[Word], list[dict]]:
+        def time(segment: Segment) -> tuple[list[Word], list[dict[str, Any]]]:
             if not segment["text"].strip():
                 return [], []
             return self.time_segment(segment, audio, return_char_alignments)
@@ -289,13 +289,13 @@ class SegmentAligner:
 class Wav2Vec2Aligner(SegmentAligner):
     """whisperX's CTC forced alignment with a wav2vec2 model (the production aligner)."""
 
-    def __init__(self, model: Any, metadata: dict, device: str, name: str):
+    def __init__(self, model: Any, metadata: dict[str, Any], device: str, name: str):
         self.model, self.metadata, self.device = model, metadata, device
         self.name = f"wav2vec2:{name}"
 
     def time_segment(
         self, segment: Segment, audio: np.ndarray, chars: bool
-    ) -> tuple[list[Word], list[dict]]:
+    ) -> tuple[list[Word], list[dict[str, Any]]]:
         from whisperx.alignment import align
 
         one = {"start": segment["start"], "end": segment["end"], "text": segment["text"]}

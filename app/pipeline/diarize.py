@@ -123,8 +123,12 @@ class PyannoteDiarizer:
                 embeddings[speaker] = [round(float(v), 5) for v in voice / norm]
         return Diarization(turns, embeddings)
 
-    def _annotation(self, output: Any, keep: int) -> tuple[Any, dict[Any, np.ndarray]]:
-        """The annotation and each of its labels' centroid."""
+    def _annotation(
+        self,
+        output: Any,
+        keep: int,  # noqa: ARG002 (the offline diarizer folds down to it)
+    ) -> tuple[Any, dict[Any, np.ndarray]]:
+        """The annotation and each of its labels' centroid, of at least `keep` speakers."""
         annotation = getattr(output, "speaker_diarization", output)  # pyannote 3.x: directly
         centroids = getattr(output, "speaker_embeddings", None)
         if centroids is None:
@@ -245,7 +249,7 @@ def _hook(progress: Progress | None) -> Any:
     spans = {"segmentation": (0.0, 20.0), "embeddings": (20.0, 95.0)}
     done = [0.0]
 
-    def hook(step: str, artifact: Any, file: Any = None, total: Any = None, completed: Any = None):
+    def hook(step: str, _artifact: Any, total: Any = None, completed: Any = None, **_: Any) -> None:
         if step in spans and total and completed is not None:
             low, high = spans[step]
             percent = low + (high - low) * min(completed / total, 1.0)

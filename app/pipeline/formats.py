@@ -162,7 +162,7 @@ def timestamp(ms: int, separator: str, hours: bool = True) -> str:
 
 
 def cues(
-    segments: Sequence[Mapping[str, Any]], label_width: LabelWidth = lambda speaker: 0,
+    segments: Sequence[Mapping[str, Any]], label_width: LabelWidth = lambda _: 0,
     width: int = MAX_LINE, lines: int = MAX_LINES,
 ) -> list[Cue]:  # fmt: skip
     """Subtitle cues of at most `lines` lines of `width` characters, in time order and not

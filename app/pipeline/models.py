@@ -130,13 +130,13 @@ class ModelCache:
 
     def __init__(self, idle_seconds: float = 0) -> None:
         self.idle_seconds = idle_seconds
-        self._entries: dict[tuple, _Entry] = {}
+        self._entries: dict[tuple[Any, ...], _Entry] = {}
         self._lock = threading.Lock()
-        self.load_seconds: dict[tuple, float] = {}
+        self.load_seconds: dict[tuple[Any, ...], float] = {}
         self.loads = self.releases = 0  # since start, for the workers' metrics
 
     @contextmanager
-    def use(self, key: tuple, load: Callable[[], Any]) -> Iterator[Any]:
+    def use(self, key: tuple[Any, ...], load: Callable[[], Any]) -> Iterator[Any]:
         """The model under `key`, loaded by `load` on first use; the caller has it alone until
         the block ends (others wait, the first load included)."""
         with self._lock:
@@ -158,7 +158,7 @@ class ModelCache:
                 if entry.value is None and not entry.users:  # the load failed
                     self._entries.pop(key, None)
 
-    def loaded(self) -> list[tuple]:
+    def loaded(self) -> list[tuple[Any, ...]]:
         with self._lock:
             return [key for key, entry in self._entries.items() if entry.value is not None]
 
@@ -169,7 +169,7 @@ class ModelCache:
             for key in self.loaded()
         ]
 
-    def release_idle(self) -> list[tuple]:
+    def release_idle(self) -> list[tuple[Any, ...]]:
         if not self.idle_seconds:
             return []
         cutoff = time.monotonic() - self.idle_seconds

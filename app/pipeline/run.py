@@ -211,7 +211,7 @@ class Stages:
         self,
         audio: np.ndarray,
         diarization: DiarizationOptions,
-        profiles: list | None = None,
+        profiles: list[dict[str, Any]] | None = None,
         progress: Progress | None = None,
     ) -> Diarization:
         """Who spoke when; voices that match one of `profiles` (the caller's speaker profiles)
@@ -238,7 +238,10 @@ class Stages:
 
     @contextmanager
     def diarizing(
-        self, audio: np.ndarray, diarization: DiarizationOptions, profiles: list | None
+        self,
+        audio: np.ndarray,
+        diarization: DiarizationOptions,
+        profiles: list[dict[str, Any]] | None,
     ) -> Iterator[Callable[[], Diarization]]:
         """Gives what returns the diarization of `audio`. On CPU it begins at once, in a thread
         beside transcription and alignment, on one torch thread: those stages leave cores

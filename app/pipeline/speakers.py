@@ -35,7 +35,7 @@ def match_speakers(
     if not labels:
         return {}
     if not profiles:
-        return {label: (None, 0.0) for label in labels}
+        return dict.fromkeys(labels, (None, 0.0))
     voices = np.stack([_unit(embeddings[label]) for label in labels])
     known = np.stack([_unit(p["embedding"]) for p in profiles])
     score = voices @ known.T  # labels × profiles, cosine

@@ -71,14 +71,14 @@ def load_whisper(
         import whisperx
         from whisperx.asr import WhisperModel
 
-        class Whisper(WhisperModel):
+        class Whisper(WhisperModel):  # type: ignore[misc]
             windows: list[tuple[float, float]]
             """(no-speech probability, temperature) of each window decoded, in order (a list
             per call)."""
             between: Callable[[], None] = staticmethod(lambda: None)
             """Called in the caller's thread while a batch runs, twice a second (set per call:
             a cancel is seen there)."""
-            heard: Callable[[dict[str, list]], None] = staticmethod(lambda out: None)
+            heard: Callable[[dict[str, list[Any]]], None] = staticmethod(lambda _: None)
             """Called with each batch's texts once decoded (set per call)."""
             giving_up = threading.Event()
 
@@ -94,8 +94,12 @@ def load_whisper(
                 return ctranslate2.StorageView.from_array(np.concatenate(outputs))
 
             def generate_segment_batched(
-                self, features: np.ndarray, tokenizer: Any, options: Any, encoder_output: Any = None
-            ) -> dict[str, list]:
+                self,
+                features: np.ndarray,
+                tokenizer: Any,
+                options: Any,
+                _encoder_output: Any = None,
+            ) -> dict[str, list[Any]]:
                 """The batch's texts, as Whisper decodes them. The batched decoder only searches
                 (temperature 0), so a first temperature above 0 samples each window alone, and
                 with two `temperatures` or more a text that fails Whisper's tests
@@ -107,7 +111,7 @@ def load_whisper(
                 from faster_whisper.transcribe import get_compression_ratio
 
                 n, sampled = len(features), options.temperatures[0] > 0
-                out: dict[str, list] = (
+                out: dict[str, list[Any]] = (
                     {"text": [""] * n, "avg_logprob": [0.0] * n, "no_speech_prob": [0.0] * n}
                     if sampled
                     else self.batch(features, tokenizer, options)
@@ -144,7 +148,9 @@ def load_whisper(
                     hotwords=options.hotwords,
                 )
 
-            def decode(self, features: np.ndarray, tokenizer: Any, options: Any) -> dict[str, list]:
+            def decode(
+                self, features: np.ndarray, tokenizer: Any, options: Any
+            ) -> dict[str, list[Any]]:
                 """whisperX's batched search, with each window's no-speech probability."""
                 results = self.model.generate(
                     self.encode(features),
@@ -160,7 +166,7 @@ def load_whisper(
                     return_scores=True,
                     return_no_speech_prob=True,
                 )
-                out: dict[str, list] = {"text": [], "avg_logprob": [], "no_speech_prob": []}
+                out: dict[str, list[Any]] = {"text": [], "avg_logprob": [], "no_speech_prob": []}
                 for result in results:
                     ids = result.sequences_ids[0]
                     out["text"].append(tokenizer.decode([t for t in ids if t < tokenizer.eot]))
@@ -169,7 +175,9 @@ def load_whisper(
                     out["no_speech_prob"].append(result.no_speech_prob)
                 return out
 
-            def batch(self, features: np.ndarray, tokenizer: Any, options: Any) -> dict[str, list]:
+            def batch(
+                self, features: np.ndarray, tokenizer: Any, options: Any
+            ) -> dict[str, list[Any]]:
                 """On CPU the batch's parts run at once, one per lane; texts kept in order."""
                 if device != "cpu":
                     return self.decode(features, tokenizer, options)
@@ -244,7 +252,7 @@ def _silero(vad: VadOptions, chunk_size: int) -> Any:
         speech_pad_ms=400,
     )
 
-    class Silero(Vad):
+    class Silero(Vad):  # type: ignore[misc]
         preprocess_audio = staticmethod(lambda audio: audio)
 
         def __call__(self, audio: dict[str, Any], **_: Any) -> list[_Speech]:
@@ -253,7 +261,9 @@ def _silero(vad: VadOptions, chunk_size: int) -> Any:
             return [_Speech(r["start"] / rate, r["end"] / rate) for r in runs]
 
         @staticmethod
-        def merge_chunks(segments: list, chunk_size: float, **kwargs: Any) -> list[dict]:
+        def merge_chunks(
+            segments: list[Any], chunk_size: float, **kwargs: Any
+        ) -> list[dict[str, Any]]:
             return Vad.merge_chunks(segments, chunk_size, **kwargs) if segments else []
 
     return Silero(vad.vad_onset)
@@ -264,7 +274,7 @@ def _pyannote(cache: ModelCache, device: str, device_index: int) -> Any:
     progress through `vad.progress` (whisperX's call reports nothing: minutes on long files)."""
     from whisperx.vads import Pyannote
 
-    class Reporting(Pyannote):
+    class Reporting(Pyannote):  # type: ignore[misc]
         progress: Progress | None = None
 
         def __call__(self, audio: dict[str, Any], **_: Any) -> Any:
@@ -385,7 +395,7 @@ def transcribe(
 
         texts: list[str] = []
 
-        def hear(out: dict[str, list]) -> None:  # what the segments below keep, in order
+        def hear(out: dict[str, list[Any]]) -> None:  # what the segments below keep, in order
             windows = zip(out["text"], out["avg_logprob"], out["no_speech_prob"], strict=True)
             texts.extend(
                 t.strip() for t, lp, ns in windows if t.strip() and not silent(lp, ns, asr)

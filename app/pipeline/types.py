@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 SAMPLE_RATE = 16_000
 """Every stage works on 16 kHz mono float32 audio in [-1, 1]."""
@@ -28,7 +28,7 @@ class Segment(TypedDict):
     temperature: NotRequired[float]  # the fallback's, where it decoded the window again
     no_speech_prob: NotRequired[float]
     words: NotRequired[list[Word]]
-    chars: NotRequired[list[dict]]
+    chars: NotRequired[list[dict[str, Any]]]
     speaker: NotRequired[str]
 
 
@@ -36,7 +36,9 @@ class Transcript(TypedDict):
     segments: list[Segment]
     language: str
     language_probability: NotRequired[float]  # only when the language was detected
-    language_candidates: NotRequired[list[dict]]  # [{language, probability}], most likely first
+    language_candidates: NotRequired[
+        list[dict[str, Any]]
+    ]  # [{language, probability}], most likely first
 
 
 class AlignedTranscript(TypedDict):

@@ -85,7 +85,7 @@ def _message_id(raw: bytes, unacked: bool = False) -> str | None:
 _runtime: Any = None
 
 
-@signals.worker_process_init.connect
+@signals.worker_process_init.connect  # type: ignore[untyped-decorator]
 def _start_child(**_: Any) -> None:
     """Each prefork child is one of our workers: its own models, heartbeat and webhook sender,
     built once before its first task."""
@@ -95,7 +95,7 @@ def _start_child(**_: Any) -> None:
     _runtime = start_runtime(Settings().for_worker(), parent=os.getppid())
 
 
-@signals.worker_process_shutdown.connect
+@signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
 def _stop_child(**_: Any) -> None:
     if _runtime is not None:
         _runtime.close()

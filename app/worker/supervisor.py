@@ -23,7 +23,7 @@ def supervise(count: int, stopping: threading.Event) -> None:
     """Keep `count` worker processes running; each dies with this process."""
     env = os.environ | {"WHISPERX_SUPERVISOR": str(os.getpid())}
     command = [sys.executable, "-m", "app.worker"]
-    workers: list[subprocess.Popen] = []
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         workers = [subprocess.Popen(command, env=env) for _ in range(count)]
         while not stopping.wait(1):

@@ -182,7 +182,7 @@ def test_the_audio_is_served_with_ranges_while_it_is_kept_then_gone(api, sample_
 
 
 @pytest.fixture
-def guarded(settings, tmp_path) -> Iterator[TestClient]:
+def guarded(settings) -> Iterator[TestClient]:
     settings.api_keys = f"{KEY_A},{KEY_B}"
     settings.media_retention_seconds = 3600
     with TestClient(create_app(settings)) as client:

@@ -82,7 +82,7 @@ def _player_ready(page: Page) -> None:
 
 
 def test_with_a_key_a_person_uploads_watches_reads_plays_renames_and_exports(
-    site, page, sample_wav, tmp_path
+    site, page, sample_wav
 ):
     page.goto(f"{site.keyed}/ui")
     key = page.get_by_test_id("api-key-input")

@@ -64,7 +64,7 @@ def test_the_address_to_connect_to_is_the_checked_one(monkeypatch):
 
     calls = []
 
-    def resolve(host, port, *args, **kwargs):
+    def resolve(host, port, *_, **__):
         calls.append(host)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port or 0))]
 

@@ -59,8 +59,8 @@ class _ClipAligner(SegmentAligner):
         raise NotImplementedError
 
     def time_segment(
-        self, segment: Segment, audio: np.ndarray, chars: bool
-    ) -> tuple[list[Word], list[dict]]:
+        self, segment: Segment, audio: np.ndarray, _chars: bool
+    ) -> tuple[list[Word], list[dict[str, Any]]]:
         start = max(0.0, float(segment["start"]))
         clip = audio[int(start * SAMPLE_RATE) : int(float(segment["end"]) * SAMPLE_RATE)]
         words = self.time_words(segment["text"], clip) if len(clip) >= SAMPLE_RATE // 20 else []
