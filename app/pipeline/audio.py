@@ -11,6 +11,9 @@ import numpy as np
 
 from app.pipeline.types import SAMPLE_RATE
 
+CANCELLED_RMS = 1e-3
+"""A mix quieter than this (-60 dBFS; speech is -20 to -40) is checked for channels that cancel."""
+
 
 class AudioError(ValueError):
     """The input cannot be used as audio; the message is meant for the user."""
@@ -64,8 +67,25 @@ def decode_audio(
     sound) to mono float32 samples at 16 kHz. Raises AudioError with a readable reason."""
     if not path.is_file() or path.stat().st_size == 0:
         raise AudioError("The file is empty: upload a file that contains audio.")
+    audio = _decode(path, ["-ac", "1"], max_seconds, timeout, memory_mb)
+    if (mixed := _rms(audio)) < CANCELLED_RMS:
+        # channels in opposite phase sum to near silence (a wired-backwards microphone): the
+        # first channel alone then holds the sound
+        first = _decode(path, ["-af", "pan=mono|c0=c0"], max_seconds, timeout, memory_mb)
+        if _rms(first) > 10 * mixed:
+            audio = first
+    return audio.copy()  # frombuffer gives a read-only view; stages may write
+
+
+def _rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+
+
+def _decode(
+    path: Path, mix: list[str], max_seconds: float | None, timeout: float, memory_mb: int | None
+) -> np.ndarray:
     cmd = [*_limited(memory_mb), _ffmpeg(), "-nostdin", "-v", "error", "-threads", "0",
-           "-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+           "-i", str(path), "-map", "0:a:0", "-vn", *mix, "-ar", str(SAMPLE_RATE),
            "-f", "f32le"]  # fmt: skip
     if max_seconds is not None:
         # read one second past the limit so "too long" can be told apart from "exactly the limit"
@@ -92,4 +112,4 @@ def decode_audio(
         raise AudioError(
             f"The audio is longer than the limit of {max_seconds:.0f} s (MAX_AUDIO_SECONDS)."
         )
-    return audio.copy()  # frombuffer gives a read-only view; stages may write
+    return audio

@@ -66,3 +66,29 @@ def test_each_format_decodes_to_the_same_speech(ext, sample_wav, sample_audio, t
     env = np.abs(audio[: frames * 1600]).reshape(frames, 1600).mean(1)
     ref = np.abs(reference[: frames * 1600]).reshape(frames, 1600).mean(1)
     assert np.corrcoef(env, ref)[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("channels", ["c0=c0|c1=-1*c0", "c0=c0|c1=-0.98*c0"])
+def test_stereo_whose_channels_cancel_in_the_mix_keeps_its_speech(
+    channels, sample_wav, sample_audio, tmp_path
+):
+    clip = tmp_path / "inverted.wav"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-t", "10", "-i", str(sample_wav),
+         "-af", f"pan=stereo|{channels}", "-c:a", "pcm_f32le", str(clip)],
+        check=True,
+    )  # fmt: skip
+    audio = decode_audio(clip)
+    reference = sample_audio[: audio.size]
+    assert audio.size == reference.size
+    assert np.sqrt(np.mean(audio**2)) > 0.5 * np.sqrt(np.mean(reference**2))
+
+
+def test_silence_stays_silence(tmp_path):
+    clip = tmp_path / "silence.wav"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+         "anullsrc=r=44100:cl=stereo", "-t", "3", str(clip)],
+        check=True,
+    )  # fmt: skip
+    assert not np.any(decode_audio(clip))
