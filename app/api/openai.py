@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from app.api.deps import WAIT_SECONDS, QueueDep, SettingsDep, StoreDep, WaiterDep, wait_for, watch
@@ -77,6 +78,16 @@ class _OpenAIRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 raise ServiceError(400, "INVALID_REQUEST", _validation_message(exc)) from None
+            except HTTPException as exc:
+                if "exceeded maximum size" not in str(exc.detail):
+                    raise
+                raise ServiceError(
+                    400,
+                    "FIELD_TOO_LARGE",
+                    f"A form field other than `file` is over {MAX_FIELD_BYTES >> 20} MB: a "
+                    "known_speaker_references[] sample needs 2-10 s of audio (16 kHz mono WAV "
+                    "is 32 kB a second).",
+                ) from None
 
         return route
 

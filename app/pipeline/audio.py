@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,8 +13,15 @@ import numpy as np
 
 from app.pipeline.types import SAMPLE_RATE
 
+log = logging.getLogger(__name__)
+
 CANCELLED_RMS = 1e-3
 """A mix quieter than this (-60 dBFS; speech is -20 to -40) is checked for channels that cancel."""
+QUIET_PEAK = 0.1
+"""Audio peaking below this (-20 dBFS) is raised to it, by MAX_GAIN at most: Silero's VAD hears
+no speech that peaks under about -55 dBFS (a far microphone, a low input gain)."""
+MAX_GAIN = 100.0
+"""40 dB: enough for speech at -76 dBFS, not for a file of dither noise to become a roar."""
 
 
 class AudioError(ValueError):
@@ -64,21 +73,40 @@ def decode_audio(
     memory_mb: int | None = None,
 ) -> np.ndarray:
     """Decode the first audio stream of `path` (any container ffmpeg reads; video keeps only its
-    sound) to mono float32 samples at 16 kHz. Raises AudioError with a readable reason."""
+    sound) to mono float32 samples at 16 kHz, centred on zero and raised when quiet (see
+    QUIET_PEAK). Raises AudioError with a readable reason."""
     if not path.is_file() or path.stat().st_size == 0:
         raise AudioError("The file is empty: upload a file that contains audio.")
-    audio = _decode(path, ["-ac", "1"], max_seconds, timeout, memory_mb)
+    audio = _centred(_decode(path, ["-ac", "1"], max_seconds, timeout, memory_mb))
     if (mixed := _rms(audio)) < CANCELLED_RMS:
         # channels in opposite phase sum to near silence (a wired-backwards microphone): the
         # first channel alone then holds the sound
-        first = _decode(path, ["-af", "pan=mono|c0=c0"], max_seconds, timeout, memory_mb)
+        first = _centred(_decode(path, ["-af", "pan=mono|c0=c0"], max_seconds, timeout, memory_mb))
         if _rms(first) > 10 * mixed:
+            log.info("%s: the channels cancel in the mix; the first channel is used", path.name)
             audio = first
-    return audio.copy()  # frombuffer gives a read-only view; stages may write
+    peak = max(float(audio.max()), -float(audio.min()))
+    if 0 < peak < QUIET_PEAK:
+        gain = min(QUIET_PEAK / peak, MAX_GAIN)
+        log.info(
+            "%s: quiet (peak %.0f dBFS), raised by %.0f dB",
+            path.name,
+            20 * math.log10(peak),
+            20 * math.log10(gain),
+        )
+        audio *= gain
+    return audio
+
+
+def _centred(audio: np.ndarray) -> np.ndarray:
+    """A writable copy without its DC offset (0.3 of full scale hid 3/4 of a call from the
+    VAD); one under -60 dBFS is left, so that most files keep their exact samples."""
+    offset = np.float32(np.mean(audio, dtype=np.float64))
+    return audio - offset if abs(offset) > 1e-3 else audio.copy()
 
 
 def _rms(audio: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    return float(np.sqrt(np.dot(audio, audio) / audio.size))
 
 
 def _decode(

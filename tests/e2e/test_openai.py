@@ -308,7 +308,7 @@ def test_known_speakers_are_named_from_their_references(serve, sample_wav, sampl
         (["Sheila"], ["https://example.com/sheila.wav"], "must be a base64 data URL"),
         (["Sheila"], ["data:audio/wav;base64," + base64.b64encode(short.read_bytes()).decode()],
          "known_speaker_references[0] (Sheila): "),
-        (["Sheila"], ["data:audio/wav;base64," + "A" * 9_000_000], "8192KB"),
+        (["Sheila"], ["data:audio/wav;base64," + "A" * 9_000_000], "other than `file` is over 8 MB"),
     ]  # fmt: skip
     for names, urls, message in cases:
         with open(sample_wav, "rb") as f, pytest.raises(openai.BadRequestError) as caught:

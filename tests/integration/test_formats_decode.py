@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.api.media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, check_media
-from app.pipeline.audio import decode_audio
+from app.pipeline.audio import MAX_GAIN, QUIET_PEAK, decode_audio
 
 # (extension, ffmpeg output options); the video ones get a small test picture as well
 ENCODINGS = {
@@ -92,3 +92,21 @@ def test_silence_stays_silence(tmp_path):
         check=True,
     )  # fmt: skip
     assert not np.any(decode_audio(clip))
+
+
+@pytest.mark.parametrize("volume", [0.01, 0.001])
+def test_decoding_centres_the_samples_and_raises_quiet_audio_to_a_usable_level(
+    volume, sample_wav, sample_audio, tmp_path
+):
+    clip = tmp_path / "far.wav"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(sample_wav),
+         "-af", f"volume={volume},dcshift=0.01", "-c:a", "pcm_f32le", str(clip)],
+        check=True,
+    )  # fmt: skip
+    audio, peak = decode_audio(clip), np.abs(sample_audio).max()
+    assert abs(float(np.mean(audio))) < 1e-3
+    raised = min(QUIET_PEAK, peak * volume * MAX_GAIN)  # to -20 dBFS, by 40 dB at most
+    assert np.abs(audio).max() == pytest.approx(raised, rel=0.01)
+    assert np.corrcoef(audio, sample_audio[: audio.size])[0, 1] > 0.99
+    assert np.abs(decode_audio(sample_wav)).max() == peak  # loud enough: left as it is

@@ -163,6 +163,25 @@ def test_translate_gives_english_text(tmp_path, settings, model_cache):
     assert transcript["language"] == "de"  # the language of the speech
 
 
+@pytest.mark.parametrize("level", ["volume=0.003", "volume=0.5,dcshift=0.3"])
+def test_a_very_quiet_recording_or_one_off_centre_gives_the_words_of_the_original(
+    level, sample_wav, sample_reference, settings, model_cache, tmp_path
+):
+    """Peaking at -60 dBFS, or with a third of full scale of DC offset, Silero heard little or
+    nothing of the call before decoding levelled it."""
+    import subprocess
+
+    clip = tmp_path / "levelled.wav"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(sample_wav), "-af", level, "-c:a", "pcm_f32le",
+         str(clip)],
+        check=True,
+    )  # fmt: skip
+    transcript, _ = run(decode_audio(clip), settings, model_cache, language="en")
+    text = " ".join(s["text"] for s in transcript["segments"])
+    assert wer(" ".join(r[3] for r in sample_reference), text) < 0.35, text
+
+
 def test_silence_gives_no_segments_and_no_error(settings, model_cache):
     import numpy as np
 
